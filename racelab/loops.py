@@ -1,0 +1,238 @@
+"""Loop kinds: build a fresh, unpatched event loop by name.
+
+A *loop kind* is a name (``"selector"``, ``"uvloop"``, ...) bound to a
+factory.  :func:`new_loop` returns a new loop of that kind, owned by the
+caller; racelab never patches it.  The registry knows every kind racelab
+ships, including those that cannot run on this machine (uvloop not
+installed, the real IOCP proactor off Windows), so that asking for one
+gives a clear reason instead of "unknown kind".
+
+Users add their own kinds with :func:`register_factory`
+(``"module:callable"``), for example a loop from another library or a
+patched build under investigation.
+
+This module uses only the standard library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import platform
+import selectors
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+from racelab.events import Recorder
+
+__all__ = [
+    "LoopKind",
+    "LoopOptions",
+    "LoopUnavailable",
+    "available_kinds",
+    "get_kind",
+    "kind_names",
+    "new_loop",
+    "register",
+    "register_factory",
+]
+
+
+class LoopUnavailable(RuntimeError):
+    """The loop kind exists but cannot be built on this machine."""
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """What a loop factory may use besides its kind.
+
+    Factories take what they understand and ignore the rest: the selector
+    loop has no kernel to seed, the emulated proactor uses all of it.
+    """
+
+    recorder: Recorder = field(default_factory=lambda: Recorder(False))
+    seed: int = 0
+    kernel: str = "thread"
+
+
+@dataclass(frozen=True)
+class LoopKind:
+    """A named way of building an event loop.
+
+    Args:
+      name: the kind's name, as given to :func:`new_loop`.
+      factory: ``factory(options) -> loop``.
+      describe: one line for ``racelab loops``.
+      version: ``version() -> str``, the version of what implements it.
+      unavailable: ``unavailable() -> str | None``, why this machine cannot
+        build it, or None when it can.
+      network: what the trial's sockets are: ``"loopback-tcp"``, or
+        ``"simulated"`` for kinds that bring an in-memory network.
+    """
+
+    name: str
+    factory: Callable[[LoopOptions], asyncio.AbstractEventLoop]
+    describe: str
+    version: Callable[[], str]
+    unavailable: Callable[[], str | None] = lambda: None
+    network: Callable[[LoopOptions], str] = lambda options: "loopback-tcp"
+
+
+_registry: dict[str, LoopKind] = {}
+
+
+def register(kind: LoopKind, *, replace: bool = False) -> None:
+    """Add *kind* to the registry.
+
+    Raises:
+      ValueError: a kind of that name exists and *replace* is false.
+    """
+    if kind.name in _registry and not replace:
+        raise ValueError(f"loop kind {kind.name!r} is already registered")
+    _registry[kind.name] = kind
+
+
+def register_factory(name: str, target: str, *, replace: bool = False) -> None:
+    """Register a loop kind built by ``"module:callable"``.
+
+    The callable is imported when a loop is first built and is called with
+    no arguments; it must return a new event loop.
+
+    Raises:
+      ValueError: *target* is not of the form ``module:callable``.
+    """
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(
+            f"factory must be 'module:callable' (got {target!r})"
+        )
+
+    def load() -> Callable[[], asyncio.AbstractEventLoop]:
+        try:
+            obj = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as exc:
+            raise LoopUnavailable(f"cannot load {target}: {exc}") from exc
+        return obj
+
+    def unavailable() -> str | None:
+        try:
+            load()
+        except LoopUnavailable as exc:
+            return str(exc)
+        return None
+
+    def version() -> str:
+        module = sys.modules.get(module_name)
+        return str(getattr(module, "__version__", "unknown"))
+
+    register(
+        LoopKind(
+            name=name,
+            factory=lambda options: load()(),
+            describe=f"user factory {target}",
+            version=version,
+            unavailable=unavailable,
+        ),
+        replace=replace,
+    )
+
+
+def kind_names() -> tuple[str, ...]:
+    """Names of every registered kind, available here or not."""
+    return tuple(_registry)
+
+
+def get_kind(name: str) -> LoopKind:
+    """The registered kind called *name*.
+
+    Raises:
+      ValueError: no such kind; the message lists the known ones.
+    """
+    try:
+        return _registry[name]
+    except KeyError:
+        known = ", ".join(repr(n) for n in _registry)
+        raise ValueError(
+            f"loop must be one of {known} (got {name!r})"
+        ) from None
+
+
+def available_kinds() -> tuple[str, ...]:
+    """Names of the kinds this machine can build."""
+    return tuple(n for n, k in _registry.items() if k.unavailable() is None)
+
+
+def new_loop(
+    name: str, options: LoopOptions | None = None
+) -> asyncio.AbstractEventLoop:
+    """Build a fresh event loop of kind *name*; the caller closes it.
+
+    The loop is not installed as the current loop of any thread.
+
+    Raises:
+      ValueError: *name* is not a registered kind.
+      LoopUnavailable: the kind cannot be built on this machine.
+    """
+    kind = get_kind(name)
+    reason = kind.unavailable()
+    if reason is not None:
+        raise LoopUnavailable(f"loop kind {name!r} is unavailable: {reason}")
+    return kind.factory(options or LoopOptions())
+
+
+# -- the kinds racelab ships -------------------------------------------------
+
+
+def _python_version() -> str:
+    return f"{platform.python_implementation()} {platform.python_version()}"
+
+
+def _new_selector_loop(options: LoopOptions) -> asyncio.AbstractEventLoop:
+    return asyncio.SelectorEventLoop(selectors.DefaultSelector())
+
+
+register(
+    LoopKind(
+        name="selector",
+        factory=_new_selector_loop,
+        describe=(
+            "asyncio.SelectorEventLoop on "
+            + selectors.DefaultSelector.__name__
+        ),
+        version=_python_version,
+    )
+)
+
+
+def _uvloop_unavailable() -> str | None:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError as exc:
+        return f"uvloop is not installed ({exc})"
+    return None
+
+
+def _new_uvloop(options: LoopOptions) -> asyncio.AbstractEventLoop:
+    import uvloop
+
+    return uvloop.new_event_loop()
+
+
+def _uvloop_version() -> str:
+    import uvloop
+
+    return f"uvloop {uvloop.__version__}"
+
+
+register(
+    LoopKind(
+        name="uvloop",
+        factory=_new_uvloop,
+        describe="uvloop (libuv)",
+        version=_uvloop_version,
+        unavailable=_uvloop_unavailable,
+    )
+)
