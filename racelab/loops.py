@@ -52,8 +52,14 @@ class LoopOptions:
     """
 
     recorder: Recorder = field(default_factory=lambda: Recorder(False))
+    """Where the loop records kernel-level events, if it has any."""
     seed: int = 0
+    """Seed for any choice the loop makes at random."""
     kernel: str = "thread"
+    """The I/O kernel of emulated proactor kinds (see ``Config.kernel``)."""
+    locate: Callable[[bytes], int | None] | None = None
+    """``locate(data)``: the payload stream offset at which *data* starts,
+    or None; lets a loop record where bytes it discards came from."""
 
 
 @dataclass(frozen=True)
