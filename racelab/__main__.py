@@ -1,0 +1,7 @@
+"""``python -m racelab`` runs the command line."""
+
+import sys
+
+from racelab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,186 @@
+"""Runs on disk: Parquet tables plus a JSON manifest, one folder a run.
+
+Layout under the data directory (``data/`` by default)::
+
+    runs/<run_id>/manifest.json   racelab, Python, OS, loops, config, seeds
+    runs/<run_id>/trials.parquet  one row per trial   (racelab.frames)
+    runs/<run_id>/ranges.parquet  one row per reported range
+    runs/<run_id>/events.parquet  one row per event
+
+A run is written into a hidden temporary folder and renamed into place,
+so a reader never sees half a run and a killed process leaves none.
+Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from racelab import frames
+
+__all__ = [
+    "RunNotFound",
+    "SavedRun",
+    "list_runs",
+    "load_manifest",
+    "load_run",
+    "run_dir",
+    "save_run",
+    "write_json_atomic",
+]
+
+TABLES = ("trials", "ranges", "events")
+
+
+class RunNotFound(LookupError):
+    """No saved run has that id."""
+
+
+@dataclass
+class SavedRun:
+    """A run as loaded from disk: its manifest and its three tables."""
+
+    manifest: dict[str, Any]
+    trials: pd.DataFrame
+    ranges: pd.DataFrame
+    events: pd.DataFrame
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest["run_id"]
+
+
+def run_dir(run_id: str, data_dir: Path | str = "data") -> Path:
+    return Path(data_dir) / "runs" / run_id
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write JSON to *path* through a temporary file and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(value, out, indent=1, allow_nan=True, default=str)
+            out.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def save_tables(
+    folder: Path,
+    manifest: dict[str, Any],
+    tables: dict[str, pd.DataFrame],
+) -> Path:
+    """Write *tables* and *manifest* as a run folder, atomically."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(
+        tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-")
+    )
+    try:
+        for name, table in tables.items():
+            table.to_parquet(staging / f"{name}.parquet", index=False)
+        write_json_atomic(staging / "manifest.json", manifest)
+        if folder.exists():
+            # Replacing a run: move the old one aside first, because a
+            # directory rename cannot overwrite a non-empty directory.
+            old = folder.with_name(f".{folder.name}-old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            os.replace(staging, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def save_run(run: Any, data_dir: Path | str = "data") -> Path:
+    """Save a :class:`racelab.run.Run`; returns its folder."""
+    tables = {
+        "trials": frames.trials_frame(run.results),
+        "ranges": frames.ranges_frame(run.results),
+        "events": frames.events_frame(run.results),
+    }
+    return save_tables(run_dir(run.run_id, data_dir), run.manifest(), tables)
+
+
+def load_manifest(run_id: str, data_dir: Path | str = "data") -> dict:
+    """The manifest of a saved run.
+
+    Raises:
+      RunNotFound: no run of that id under *data_dir*; the message lists
+        the nearest ids.
+    """
+    path = run_dir(run_id, data_dir) / "manifest.json"
+    if not path.is_file():
+        known = [r["run_id"] for r in list_runs(data_dir)]
+        hint = ", ".join(known[-5:]) if known else "none saved"
+        raise RunNotFound(
+            f"run_id must name a run under {Path(data_dir) / 'runs'} "
+            f"(got {run_id!r}; latest: {hint})"
+        )
+    return json.loads(path.read_text())
+
+
+def load_run(run_id: str, data_dir: Path | str = "data") -> SavedRun:
+    """Load a saved run: manifest and tables, as they were saved."""
+    manifest = load_manifest(run_id, data_dir)
+    folder = run_dir(run_id, data_dir)
+    dtypes = {
+        "trials": frames.TRIAL_DTYPES,
+        "ranges": frames.RANGE_DTYPES,
+        "events": frames.EVENT_DTYPES,
+    }
+    tables = {}
+    for name in TABLES:
+        path = folder / f"{name}.parquet"
+        table = pd.read_parquet(path) if path.exists() else pd.DataFrame()
+        tables[name] = _restore(table, dtypes[name])
+    return SavedRun(manifest=manifest, **tables)
+
+
+def _restore(table: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
+    # Parquet keeps the pandas dtypes we wrote; an older or empty table
+    # may lack columns, which come back empty rather than as KeyErrors.
+    for column, dtype in dtypes.items():
+        if column not in table:
+            table[column] = pd.Series(dtype=dtype, index=table.index)
+    return table.astype({c: d for c, d in dtypes.items() if c in table})
+
+
+def list_runs(data_dir: Path | str = "data") -> list[dict[str, Any]]:
+    """Saved runs, oldest first: id, status, trials, loops, start time."""
+    root = Path(data_dir) / "runs"
+    rows = []
+    if not root.is_dir():
+        return rows
+    for folder in sorted(root.iterdir()):
+        path = folder / "manifest.json"
+        if folder.name.startswith(".") or not path.is_file():
+            continue
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        loops = manifest.get("loops") or [manifest["config"]["loop"]]
+        rows.append({
+            "run_id": manifest["run_id"],
+            "status": manifest.get("status", "?"),
+            "trials": manifest.get("summary", {}).get("trials", 0),
+            "loops": ",".join(loops),
+            "started_at": manifest.get("started_at", ""),
+        })
+    return rows

@@ -1,0 +1,610 @@
+"""One echo trial on a fresh loop, and the verdict on what it did.
+
+A trial opens a server and a client on 127.0.0.1 with the config's socket
+options, sends the payload, lets the pause schedule toggle reading, waits
+for the echo's end-of-file (or the timeout), and then asks each side's
+checker what arrived.  The verdict is one of :data:`OUTCOMES`:
+
+``clean``
+    Every byte arrived once, in order, unaltered, and reading was paused
+    at least once, so the race under study was exercised.
+``loss``
+    The session ended normally but bytes never arrived.
+``corrupt``
+    Nothing is missing, but bytes arrived duplicated, reordered or altered.
+``hang``
+    The timeout fired first; the result names the bytes still missing.
+``error``
+    An exception ended the trial; the result says where.
+``inconclusive``
+    Nothing went wrong, but reading was never paused, so nothing was
+    exercised: a clean stream proves nothing about pausing.
+
+Trials run on a loop built for them and closed after them.  Called from a
+thread whose loop is already running (a Jupyter kernel), the trial runs in
+a worker thread of its own: the caller's loop is neither blocked by a
+nested ``run_until_complete`` nor patched.
+
+This module uses only the standard library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from racelab.checker import Range, StreamReport
+from racelab.config import Config
+from racelab.echo import (
+    EchoClientProtocol,
+    EchoServerProtocol,
+    PauseSchedule,
+)
+from racelab.events import Event, Recorder
+from racelab.loops import LoopOptions, get_kind, new_loop
+from racelab.payload import Payload
+
+__all__ = [
+    "OUTCOMES",
+    "LostRange",
+    "TrialResult",
+    "run_trial",
+    "trial_seeds",
+]
+
+logger = logging.getLogger("racelab")
+
+OUTCOMES = ("clean", "loss", "corrupt", "hang", "error", "inconclusive")
+
+# How long closing may take after the verdict, in loop time.  Closing is
+# not part of what is measured; it only must not leak.
+_CLOSE_TIMEOUT_S = 5.0
+
+_SOCKBUF_OPTIONS = (
+    ("sndbuf", socket.SO_SNDBUF),
+    ("rcvbuf", socket.SO_RCVBUF),
+)
+
+
+@dataclass(frozen=True)
+class LostRange:
+    """Payload bytes that one direction lost (or, in a hang, never got)."""
+
+    direction: str
+    """``"up"`` (client to server) or ``"down"`` (the echo)."""
+    offset: int
+    length: int
+
+
+@dataclass
+class TrialResult:
+    """What one trial did and what it found.
+
+    ``streams`` holds one :class:`~racelab.checker.StreamReport` per
+    direction, in payload offsets.  The ``down`` report counts only what
+    went wrong on the way back: a range the server never received is not
+    echoed, and is reported once, under ``up``.
+    """
+
+    config: Config
+    outcome: str
+    streams: dict[str, StreamReport]
+    pauses: int
+    """pause_reading() calls, on every side, for any reason."""
+    scheduled_pauses: int
+    """The pauses the schedule made (the rest were back-pressure)."""
+    paused_s: float
+    """Wall time reading spent paused, summed over sides."""
+    bytes_while_paused: int
+    """Bytes that reached a side while its reading was paused: growth of
+    its socket's receive queue, plus reads its kernel completed into a
+    posted buffer (proactor kinds), plus any bytes a transport delivered
+    although paused."""
+    duration_s: float
+    """Wall time from the first write to the verdict."""
+    loop_time_s: float
+    """The same span on the loop's clock (virtual on a seeded kernel)."""
+    network: str
+    sockbufs: dict[str, int]
+    """What the kernel set, e.g. ``client_rcvbuf_bytes``."""
+    error: str | None = None
+    discarded: tuple[LostRange, ...] = ()
+    """Bytes kernel completions carried that the loop threw away."""
+    attribution_agrees: bool | None = None
+    """Whether lost and discarded bytes are the same ranges; None when the
+    loop records no kernel events."""
+    events: list[Event] = field(default_factory=list, repr=False)
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def lost_ranges(self) -> tuple[LostRange, ...]:
+        """Missing ranges per direction, upstream first."""
+        return tuple(
+            LostRange(direction, r.offset, r.length)
+            for direction, report in self.streams.items()
+            for r in report.missing
+        )
+
+    @property
+    def lost_bytes(self) -> int:
+        return sum(r.length for r in self.lost_ranges)
+
+    @property
+    def discarded_bytes(self) -> int:
+        return sum(r.length for r in self.discarded)
+
+    def ranges(self) -> Iterator[tuple[str, str, Range]]:
+        """Every reported range as ``(direction, category, range)``."""
+        for direction, report in self.streams.items():
+            for category in ("missing", "duplicated", "reordered",
+                             "corrupted"):
+                for r in getattr(report, category):
+                    yield direction, category, r
+
+    def to_dict(self, events: bool = False) -> dict[str, Any]:
+        """Plain JSON-ready values; *events* adds the timeline."""
+        out: dict[str, Any] = {
+            "seed": self.seed,
+            "outcome": self.outcome,
+            "lost_bytes": self.lost_bytes,
+            "lost_ranges": [
+                {"direction": r.direction, "offset": r.offset,
+                 "length": r.length}
+                for r in self.lost_ranges
+            ],
+            "ranges": [
+                {"direction": d, "category": c, "offset": r.offset,
+                 "length": r.length}
+                for d, c, r in self.ranges()
+            ],
+            "pauses": self.pauses,
+            "scheduled_pauses": self.scheduled_pauses,
+            "paused_s": self.paused_s,
+            "bytes_while_paused": self.bytes_while_paused,
+            "duration_s": self.duration_s,
+            "loop_time_s": self.loop_time_s,
+            "network": self.network,
+            "sockbufs": dict(self.sockbufs),
+            "error": self.error,
+            "discarded_bytes": self.discarded_bytes,
+            "attribution_agrees": self.attribution_agrees,
+            "received_bytes": {
+                d: r.received_bytes for d, r in self.streams.items()
+            },
+        }
+        if events:
+            out["events"] = [e._asdict() for e in self.events]
+        return out
+
+
+def trial_seeds(config: Config, trials: int) -> list[int]:
+    """Seeds of a run of *trials*: ``config.seed``, ``config.seed + 1``...
+
+    Trial *i* of a run can be rerun alone with ``--seed`` set to its seed.
+    """
+    return [config.seed + i for i in range(trials)]
+
+
+def run_trial(
+    config: Config,
+    *,
+    record: bool = True,
+    server_protocol: type[EchoServerProtocol] = EchoServerProtocol,
+) -> TrialResult:
+    """Run one echo trial on a fresh loop of ``config.loop``.
+
+    Args:
+      config: the experiment; its seed fixes payload, jitter and kernel.
+      record: keep the event timeline (cheap; off only to measure its cost).
+      server_protocol: the server's protocol class; a faulty subclass from
+        :mod:`racelab.testing` checks that the harness notices faults.
+
+    Returns:
+      The verdict with its evidence.  Whatever the trial found, including
+      an exception inside it, is a result, not an exception.
+
+    Raises:
+      racelab.LoopUnavailable: the loop kind cannot be built here.
+    """
+    get_kind(config.loop)  # an unknown kind is the caller's mistake
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run_on_fresh_loop(config, record, server_protocol)
+
+    # This thread already runs a loop (a Jupyter kernel does): run_until_
+    # complete() would refuse, and nesting would put the loop under test
+    # inside someone else's callbacks.  Give the trial a thread of its own.
+    box: list[Any] = []
+
+    def work() -> None:
+        try:
+            box.append(_run_on_fresh_loop(config, record, server_protocol))
+        except BaseException as exc:  # re-raised in the caller's thread
+            box.append(exc)
+
+    worker = threading.Thread(target=work, name="racelab-trial")
+    worker.start()
+    worker.join()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def _run_on_fresh_loop(
+    config: Config,
+    record: bool,
+    server_protocol: type[EchoServerProtocol],
+) -> TrialResult:
+    recorder = Recorder(record)
+    payload = Payload(config.seed, config.stream_bytes)
+    options = LoopOptions(
+        recorder=recorder,
+        seed=config.seed,
+        kernel=config.kernel,
+        locate=payload.locate,
+    )
+    kind = get_kind(config.loop)
+    loop = new_loop(config.loop, options)
+    try:
+        trial = _Trial(
+            config, recorder, payload, kind.network(options), server_protocol
+        )
+        return loop.run_until_complete(trial.run())
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+def _open_socket(loop: asyncio.AbstractEventLoop) -> socket.socket:
+    # A loop kind with a simulated network hands out its own sockets.
+    opener = getattr(loop, "racelab_socket", None)
+    if opener is not None:
+        return opener()
+    return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+
+class _Trial:
+    """The state of one trial while it runs on its loop."""
+
+    def __init__(
+        self,
+        config: Config,
+        recorder: Recorder,
+        payload: Payload,
+        network: str,
+        server_protocol: type[EchoServerProtocol],
+    ) -> None:
+        self.config = config
+        self.server_protocol = server_protocol
+        self.recorder = recorder
+        self.payload = payload
+        self.network = network
+        self.errors: list[str] = []
+        self.sockbufs: dict[str, int] = {}
+
+    def on_error(self, where: str, exc: BaseException | str) -> None:
+        if isinstance(exc, BaseException):
+            text = "".join(
+                traceback.format_exception_only(type(exc), exc)
+            ).strip()
+        else:
+            text = exc
+        self.errors.append(f"{where}: {text}")
+        self.recorder.record("harness", "error", 0, -1, 0, text[:200])
+
+    def _exception_handler(
+        self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+    ) -> None:
+        # Exceptions raised in protocol callbacks reach the loop's handler;
+        # in a trial they are results.
+        exc = context.get("exception")
+        where = context.get("message", "loop exception handler")
+        self.on_error(where, exc if exc is not None else where)
+
+    def _set_sockbufs(self, sock: socket.socket, side: str) -> None:
+        for name, option in _SOCKBUF_OPTIONS:
+            key = f"{side}_{name}_bytes"
+            asked = getattr(self.config, key)
+            if asked is not None:
+                sock.setsockopt(socket.SOL_SOCKET, option, asked)
+
+    def _read_sockbufs(self, sock: Any, side: str, port: int) -> None:
+        for name, option in _SOCKBUF_OPTIONS:
+            key = f"{side}_{name}_bytes"
+            actual = sock.getsockopt(socket.SOL_SOCKET, option)
+            asked = getattr(self.config, key)
+            self.sockbufs[key] = actual
+            detail = f"option={key} asked={asked}"
+            self.recorder.record(
+                "harness", "sockopt", actual, -1, port, detail
+            )
+            # Linux doubles what it is asked for (the bookkeeping share)
+            # and clamps it to net.core.[rw]mem_max: say when it did more.
+            if asked is not None and actual not in (asked, 2 * asked):
+                logger.warning(
+                    "%s socket: asked for %s=%d, kernel set %d",
+                    side, key, asked, actual,
+                )
+
+    async def run(self) -> TrialResult:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._exception_handler)
+        rng = random.Random(config.seed)
+
+        server_made: asyncio.Future[EchoServerProtocol] = (
+            loop.create_future()
+        )
+
+        def server_factory() -> EchoServerProtocol:
+            protocol = self.server_protocol(
+                self.payload, self.recorder, self.on_error, config
+            )
+            protocol.on_connection_made = _resolve_once(server_made)
+            return protocol
+
+        def client_factory() -> EchoClientProtocol:
+            return EchoClientProtocol(
+                self.payload, self.recorder, self.on_error, config
+            )
+
+        listener = _open_socket(loop)
+        client_sock = _open_socket(loop)
+        server = None
+        client = None
+        try:
+            # Buffer sizes go on before listen()/connect(): the receive
+            # buffer fixes the window scale offered in the handshake, and
+            # accepted sockets inherit the listener's options.
+            self._set_sockbufs(listener, "server")
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            listener.setblocking(False)
+            server = await loop.create_server(server_factory, sock=listener)
+            self._set_sockbufs(client_sock, "client")
+            client_sock.setblocking(False)
+            await loop.sock_connect(client_sock, listener.getsockname())
+            _, client = await loop.create_connection(
+                client_factory, sock=client_sock
+            )
+            client_sock = None  # the transport owns it now
+            server_protocol = await asyncio.wait_for(
+                server_made, config.timeout_s
+            )
+        except Exception as exc:
+            # Failing to set up is a harness failure (the machine refused
+            # sockets), not a trial verdict.
+            if client_sock is not None:
+                client_sock.close()
+            if server is None:
+                listener.close()
+            else:
+                server.close()
+            raise RuntimeError(f"cannot set up the echo trial: {exc}") from exc
+
+        self._read_sockbufs(
+            client.transport.get_extra_info("socket"), "client", client.port
+        )
+        self._read_sockbufs(
+            server_protocol.transport.get_extra_info("socket"),
+            "server",
+            server_protocol.port,
+        )
+        sides = {"client": client, "server": server_protocol}
+        schedules = []
+        if config.pauses_enabled:
+            pausing = (
+                ("client", "server")
+                if config.pausing_side == "both"
+                else (config.pausing_side,)
+            )
+            schedules = [
+                PauseSchedule(loop, sides[s].gate, config, rng)
+                for s in pausing
+            ]
+
+        started = time.perf_counter()
+        loop_started = loop.time()
+        for schedule in schedules:
+            schedule.start()
+        sender = loop.create_task(client.send_all())
+        sender.add_done_callback(self._sender_done)
+
+        timed_out = False
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(client.finished), config.timeout_s
+            )
+        except asyncio.TimeoutError:
+            timed_out = True
+            self.recorder.record(
+                "harness", "timeout", 0, -1, 0, f"after={config.timeout_s}s"
+            )
+        for schedule in schedules:
+            schedule.stop()
+        duration_s = time.perf_counter() - started
+        loop_time_s = loop.time() - loop_started
+
+        # In a normal ending the server got the client's EOF before sending
+        # its own, so its checker has seen the whole upstream by now.
+        up = server_protocol.checker.report()
+        streams = {"up": up}
+        if config.direction == "both":
+            streams["down"] = client.checker.report().minus(up)
+        self.recorder.record("harness", "verdict", 0, -1, 0)
+
+        await self._close(sender, client, server_protocol, server)
+
+        result = TrialResult(
+            config=config,
+            outcome="",
+            streams=streams,
+            pauses=sum(p.gate.pauses for p in sides.values()),
+            scheduled_pauses=0,
+            paused_s=sum(p.gate.paused_s for p in sides.values()),
+            bytes_while_paused=sum(
+                p.gate.bytes_while_paused for p in sides.values()
+            ),
+            duration_s=duration_s,
+            loop_time_s=loop_time_s,
+            network=self.network,
+            sockbufs=self.sockbufs,
+            error="; ".join(self.errors) or None,
+            events=self.recorder.events,
+        )
+        _explain(result, sides, timed_out)
+        return result
+
+    def _sender_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.on_error("client send_all", task.exception())
+
+    async def _close(
+        self,
+        sender: asyncio.Task[None],
+        client: EchoClientProtocol,
+        server_protocol: EchoServerProtocol,
+        server: asyncio.AbstractServer,
+    ) -> None:
+        sender.cancel()
+        client.transport.close()
+        server_protocol.transport.close()
+        server.close()
+        waits = [client.closed, server_protocol.closed, sender]
+        done, pending = await asyncio.wait(waits, timeout=_CLOSE_TIMEOUT_S)
+        for transport in (client.transport, server_protocol.transport):
+            if not transport.is_closing() or pending:
+                transport.abort()
+        try:
+            await asyncio.wait_for(server.wait_closed(), _CLOSE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            self.on_error("closing", "server did not close in time")
+
+
+def _resolve_once(
+    future: asyncio.Future[Any],
+) -> Callable[[Any], None]:
+    def resolve(protocol: Any) -> None:
+        if future.done():
+            # A second connection to a one-connection server: not ours.
+            protocol.transport.abort()
+            return
+        future.set_result(protocol)
+
+    return resolve
+
+
+def _explain(
+    result: TrialResult, sides: dict[str, Any], timed_out: bool
+) -> None:
+    """Fill in the verdict, the exposure and the loss attribution."""
+    events = result.events
+    result.scheduled_pauses = sum(
+        1 for e in events
+        if e.kind == "pause_reading" and e.detail == "reason=schedule"
+    )
+    kernel = [e for e in events if e.side == "kernel"]
+    if kernel:
+        result.bytes_while_paused += _kernel_bytes_while_paused(
+            events, kernel
+        )
+        ports = {"up": sides["server"].port, "down": sides["client"].port}
+        discarded = tuple(
+            LostRange(direction, e.offset, e.nbytes)
+            for e in kernel
+            if e.kind == "completion_discarded" and e.nbytes > 0
+            for direction, port in ports.items()
+            if e.port == port
+        )
+        result.discarded = discarded
+        result.attribution_agrees = _same_ranges(
+            result.lost_ranges, discarded
+        ) if not timed_out else None
+
+    if result.error is not None:
+        result.outcome = "error"
+    elif timed_out:
+        result.outcome = "hang"
+    elif any(r.missing for r in result.streams.values()):
+        result.outcome = "loss"
+    elif not all(r.complete for r in result.streams.values()):
+        result.outcome = "corrupt"
+    elif result.pauses == 0:
+        result.outcome = "inconclusive"
+    else:
+        result.outcome = "clean"
+
+
+def _kernel_bytes_while_paused(
+    events: list[Event], kernel: list[Event]
+) -> int:
+    # Reads the kernel completed into a posted buffer while the transport
+    # on that port was paused: on a proactor these bytes have left the
+    # socket queue, so the queue-growth measure cannot see them.
+    paused_since: dict[int, int] = {}
+    intervals: list[tuple[int, int, int]] = []
+    for e in events:
+        if e.kind == "pause_reading":
+            paused_since[e.port] = e.t_ns
+        elif e.kind == "resume_reading" and e.port in paused_since:
+            intervals.append((e.port, paused_since.pop(e.port), e.t_ns))
+    end = events[-1].t_ns if events else 0
+    intervals.extend((p, t, end) for p, t in paused_since.items())
+    reads = {
+        _op_id(e.detail)
+        for e in kernel
+        if e.kind == "op_posted" and "recv" in e.detail
+    }
+    total = 0
+    for e in kernel:
+        if e.kind != "op_completed" or e.nbytes <= 0:
+            continue
+        if _op_id(e.detail) not in reads:
+            continue
+        for port, start, stop in intervals:
+            if e.port == port and start <= e.t_ns <= stop:
+                total += e.nbytes
+                break
+    return total
+
+
+def _op_id(detail: str) -> str:
+    # Kernel events name their operation as "op=N ..." in the detail.
+    for word in detail.split():
+        if word.startswith("op="):
+            return word
+    return ""
+
+
+def _same_ranges(
+    lost: tuple[LostRange, ...], discarded: tuple[LostRange, ...]
+) -> bool:
+    def normal(ranges: tuple[LostRange, ...]) -> list[tuple[str, int, int]]:
+        merged: list[list[Any]] = []
+        for r in sorted(ranges, key=lambda r: (r.direction, r.offset)):
+            last = merged[-1] if merged else None
+            if (
+                last is not None
+                and last[0] == r.direction
+                and r.offset <= last[1] + last[2]
+            ):
+                end = max(last[1] + last[2], r.offset + r.length)
+                last[2] = end - last[1]
+            else:
+                merged.append([r.direction, r.offset, r.length])
+        return [tuple(m) for m in merged]
+
+    return normal(lost) == normal(discarded)
