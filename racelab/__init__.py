@@ -37,6 +37,12 @@ from racelab.loops import (
 
 __version__ = "0.1.0"
 
+# After __version__, which the sweep's manifest reads.  The function
+# shadows the submodule as an attribute of the package (racelab.sweep is
+# the function), so import the module's other names with
+# ``from racelab.sweep import ...``.
+from racelab.sweep import sweep  # noqa: E402
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -46,4 +52,5 @@ __all__ = [
     "available_kinds",
     "new_loop",
     "register_factory",
+    "sweep",
 ]

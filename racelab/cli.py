@@ -4,6 +4,7 @@
 ``racelab loops``  list the loop kinds and whether this machine has them
 ``racelab runs``   list the runs saved under the data directory
 ``racelab show``   summarise a saved run
+``racelab sweep``  run a grid of configs x loop kinds x trials in parallel
 ``racelab bench``  measure the harness against a bare asyncio echo
 
 Exit status: 0 when the command did its job, whatever the trials found;
@@ -219,6 +220,16 @@ def build_parser() -> argparse.ArgumentParser:
 # Subcommands contributed by optional layers (for example sweeps), each a
 # function that adds its parser and sets ``handler`` on it.
 _EXTENSIONS: list[Any] = []
+
+
+def _add_sweep(commands: Any) -> None:
+    # Imported on use: the sweep module's tables need pandas at run time.
+    from racelab.sweep import add_sweep_command
+
+    add_sweep_command(commands)
+
+
+_EXTENSIONS.append(_add_sweep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

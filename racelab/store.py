@@ -10,6 +10,11 @@ Layout under the data directory (``data/`` by default)::
 A run is written into a hidden temporary folder and renamed into place,
 so a reader never sees half a run and a killed process leaves none.
 Nothing is pickled.
+
+A run that grows while it runs (a sweep, :mod:`racelab.sweep`) appends
+its tables in numbered parts instead, ``runs/<run_id>/parts/
+trials-00000.parquet`` and so on, each written to a temporary name and
+renamed; :func:`read_table` merges a table's parts.
 """
 
 from __future__ import annotations
@@ -32,12 +37,18 @@ __all__ = [
     "list_runs",
     "load_manifest",
     "load_run",
+    "part_numbers",
+    "read_table",
     "run_dir",
     "save_run",
     "write_json_atomic",
+    "write_parquet_atomic",
+    "write_part",
 ]
 
 TABLES = ("trials", "ranges", "events")
+
+PARTS_DIR = "parts"
 
 
 class RunNotFound(LookupError):
@@ -146,10 +157,91 @@ def load_run(run_id: str, data_dir: Path | str = "data") -> SavedRun:
     }
     tables = {}
     for name in TABLES:
-        path = folder / f"{name}.parquet"
-        table = pd.read_parquet(path) if path.exists() else pd.DataFrame()
-        tables[name] = _restore(table, dtypes[name])
+        tables[name] = read_table(folder, name, dtypes[name])
     return SavedRun(manifest=manifest, **tables)
+
+
+def write_parquet_atomic(table: pd.DataFrame, path: Path) -> None:
+    """Write *table* to *path* through a temporary file and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=".tmp-", suffix=".parquet"
+    )
+    os.close(fd)
+    try:
+        table.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _part_path(folder: Path, name: str, number: int) -> Path:
+    return Path(folder) / PARTS_DIR / f"{name}-{number:05d}.parquet"
+
+
+def write_part(
+    folder: Path, number: int, tables: dict[str, pd.DataFrame]
+) -> None:
+    """Append part *number* of a run's tables, each file atomically.
+
+    The trials file is renamed into place last: a part counts once its
+    trials file exists, so a process killed mid-part leaves at most
+    orphan ranges or events files, which readers ignore and the next
+    write of that part number replaces.
+    """
+    (Path(folder) / PARTS_DIR).mkdir(parents=True, exist_ok=True)
+    order = sorted(tables, key=lambda name: name == "trials")
+    for name in order:
+        write_parquet_atomic(tables[name], _part_path(folder, name, number))
+
+
+def part_numbers(folder: Path) -> list[int]:
+    """Numbers of a run's committed parts (those with a trials file)."""
+    parts = Path(folder) / PARTS_DIR
+    if not parts.is_dir():
+        return []
+    return sorted(
+        int(p.stem.rsplit("-", 1)[1]) for p in parts.glob("trials-*.parquet")
+    )
+
+
+def clean_parts(folder: Path) -> None:
+    """Remove temporary files a killed writer left among the parts."""
+    parts = Path(folder) / PARTS_DIR
+    if parts.is_dir():
+        for tmp in parts.glob(".tmp-*"):
+            tmp.unlink(missing_ok=True)
+
+
+def read_table(
+    folder: Path,
+    name: str,
+    dtypes: dict[str, str],
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """One table of a run folder: the whole file, then its parts merged.
+
+    Args:
+      folder: the run folder.
+      name: ``"trials"``, ``"ranges"`` or ``"events"``.
+      dtypes: the table's column types (see :mod:`racelab.frames`).
+      columns: read only these columns.
+    """
+    folder = Path(folder)
+    paths = [folder / f"{name}.parquet"]
+    paths += [_part_path(folder, name, n) for n in part_numbers(folder)]
+    pieces = [pd.read_parquet(p, columns=columns) for p in paths if p.exists()]
+    pieces = [p for p in pieces if len(p)] or pieces[:1]
+    if not pieces:
+        table = pd.DataFrame()
+    elif len(pieces) == 1:
+        table = pieces[0]
+    else:
+        table = pd.concat(pieces, ignore_index=True)
+    if columns is not None:
+        dtypes = {c: d for c, d in dtypes.items() if c in columns}
+    return _restore(table, dtypes)
 
 
 def _restore(table: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
