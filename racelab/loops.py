@@ -21,8 +21,8 @@ import importlib
 import platform
 import selectors
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from racelab.events import Recorder
 
@@ -60,6 +60,9 @@ class LoopOptions:
     locate: Callable[[bytes], int | None] | None = None
     """``locate(data)``: the payload stream offset at which *data* starts,
     or None; lets a loop record where bytes it discards came from."""
+    sync_completion: bool = False
+    """Emulated proactor kinds: receives and sends that can complete at
+    once do, inside the call, as on Windows (see ``Config``)."""
 
 
 @dataclass(frozen=True)
@@ -240,5 +243,96 @@ register(
         describe="uvloop (libuv)",
         version=_uvloop_version,
         unavailable=_uvloop_unavailable,
+    )
+)
+
+
+# -- proactor kinds: racelab.iocp, imported only when a loop is built ---------
+
+
+def _emulated_network(options: LoopOptions) -> str:
+    return "simulated" if options.kernel == "deterministic" else "loopback-tcp"
+
+
+def _new_emulated_proactor(options: LoopOptions) -> asyncio.AbstractEventLoop:
+    from racelab.iocp import new_emulated_loop
+
+    return new_emulated_loop(options, transport="fixed")
+
+
+def _new_emulated_proactor_2018(
+    options: LoopOptions,
+) -> asyncio.AbstractEventLoop:
+    from racelab.iocp import new_emulated_loop
+
+    return new_emulated_loop(options, transport="2018")
+
+
+register(
+    LoopKind(
+        name="emulated-proactor",
+        factory=_new_emulated_proactor,
+        describe=(
+            "asyncio's proactor loop and transports on racelab's emulated "
+            "IOCP (kernel: thread or deterministic)"
+        ),
+        version=_python_version,
+        network=_emulated_network,
+    )
+)
+register(
+    LoopKind(
+        name="emulated-proactor-2018",
+        factory=_new_emulated_proactor_2018,
+        describe=(
+            "emulated IOCP; transport whose pause_reading() cancels the "
+            "posted read, as in 3.7.0b1-b5 (bpo-33694)"
+        ),
+        version=_python_version,
+        network=_emulated_network,
+    )
+)
+
+
+def _windows_only() -> str | None:
+    if sys.platform != "win32":
+        return (
+            "the real IOCP proactor exists only on Windows (this is "
+            f"{sys.platform}); use 'emulated-proactor' instead"
+        )
+    return None
+
+
+def _new_proactor(options: LoopOptions) -> asyncio.AbstractEventLoop:
+    from racelab.iocp.windows import new_proactor_loop
+
+    return new_proactor_loop("fixed")
+
+
+def _new_proactor_2018(options: LoopOptions) -> asyncio.AbstractEventLoop:
+    from racelab.iocp.windows import new_proactor_loop
+
+    return new_proactor_loop("2018")
+
+
+register(
+    LoopKind(
+        name="proactor",
+        factory=_new_proactor,
+        describe="asyncio.ProactorEventLoop (Windows IOCP)",
+        version=_python_version,
+        unavailable=_windows_only,
+    )
+)
+register(
+    LoopKind(
+        name="proactor-2018",
+        factory=_new_proactor_2018,
+        describe=(
+            "asyncio.ProactorEventLoop (Windows IOCP) with the 3.7.0-beta "
+            "transport (bpo-33694)"
+        ),
+        version=_python_version,
+        unavailable=_windows_only,
     )
 )
