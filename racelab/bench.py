@@ -19,6 +19,7 @@ import time
 
 from racelab.config import Config
 from racelab.loops import new_loop
+from racelab.payload import Payload
 from racelab.trial import run_trial
 
 __all__ = ["bare_echo_trial", "main"]
@@ -70,11 +71,13 @@ async def _bare(packets: int, packet_bytes: int) -> int:
     transport, client = await loop.create_connection(
         lambda: _BareClient(packets * packet_bytes, done), "127.0.0.1", port
     )
-    packet = b"x" * packet_bytes
-    for _ in range(packets):
+    # The same bytes racelab sends, so that both move the same workload
+    # from the same memory.
+    view = Payload(0, packets * packet_bytes).view
+    for start in range(0, packets * packet_bytes, packet_bytes):
         if not client.can_write.is_set():
             await client.can_write.wait()
-        transport.write(packet)
+        transport.write(view[start : start + packet_bytes])
     transport.write_eof()
     received = await asyncio.wait_for(done, 60)
     transport.close()

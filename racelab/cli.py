@@ -20,11 +20,17 @@ import json
 import os
 import sys
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from racelab.config import RACE_PY, Config, ConfigError
-from racelab.loops import LoopUnavailable, available_kinds, get_kind, kind_names
+from racelab.loops import (
+    LoopUnavailable,
+    available_kinds,
+    get_kind,
+    kind_names,
+)
 
 __all__ = ["main", "build_parser"]
 
@@ -87,7 +93,8 @@ def _convert(name: str, text: str) -> Any:
     # Turn CLI text into the field's type.  Text that does not convert is
     # passed on unchanged, so that Config names the field and its rule.
     hint = typing.get_type_hints(Config)[name]
-    kinds = [t for t in typing.get_args(hint) or (hint,) if t is not type(None)]
+    args = typing.get_args(hint) or (hint,)
+    kinds = [t for t in args if t is not type(None)]
     if type(None) in typing.get_args(hint) and text.lower() in _DEFAULT_WORDS:
         return None
     kind = kinds[0]
@@ -155,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         "byte, what each direction lost.",
     )
     add_config_arguments(run)
+    run.set_defaults(parser=run)
     run.add_argument(
         "--trials", type=_positive_int("trials"), default=1,
         help="trials to run; trial i uses seed SEED+i [default: 1]",
@@ -189,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     show.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     show.add_argument("--json", action="store_true")
+    show.set_defaults(parser=show)
 
     bench = commands.add_parser(
         "bench",
@@ -197,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--loop", default="selector")
     bench.add_argument("--rounds", type=_positive_int("rounds"), default=5)
     bench.add_argument(
-        "--packets", type=_positive_int("packets"), default=500
+        "--packets", type=_positive_int("packets"), default=2000
     )
     bench.add_argument(
         "--packet-bytes", type=_positive_int("packet_bytes"), default=16384
@@ -236,8 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None) or _HANDLERS[args.command]
+    # Errors name the subcommand ("racelab run: error: ...").
+    command_parser = getattr(args, "parser", None) or parser
     try:
-        return handler(parser, args)
+        return handler(command_parser, args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -342,7 +353,8 @@ def _print_trial(index: int, result, out) -> None:
 def _print_summary(run, saved: Path | None, out) -> None:
     summary = run.summary()
     rate = summary["loss_rate"]
-    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary["outcomes"].items()))
+    counts = sorted(summary["outcomes"].items())
+    outcomes = ", ".join(f"{k} {v}" for k, v in counts)
     print(f"outcomes: {outcomes}", file=out)
     if rate["conclusive"]:
         print(

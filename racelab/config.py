@@ -242,5 +242,6 @@ def _check_float(
 ) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(name, f"a number {rule}", value)
-    if not math.isfinite(value) or value < bound or (strict and value == bound):
+    too_small = value < bound or (strict and value == bound)
+    if not math.isfinite(value) or too_small:
         raise ConfigError(name, f"a finite number {rule}", value)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Callable
+from collections.abc import Callable
 
 try:
     import fcntl
@@ -214,7 +214,8 @@ class _EchoProtocol(asyncio.Protocol):
         self.on_connection_made: Callable[[_EchoProtocol], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports implement asyncio.Transport without
+        # subclassing it: duck typing only.
         self.transport = transport
         self.port = local_port(transport)
         self.gate.attach(transport)
@@ -340,15 +341,19 @@ class EchoClientProtocol(_EchoProtocol):
         assert self.transport is not None and self._can_write is not None
         size = self._config.packet_bytes
         record = self.recorder.record
-        for index in range(self._config.packets):
-            if not self._can_write.is_set():
-                await self._can_write.wait()
-            if self.transport.is_closing():
+        view = self._payload.view
+        transport = self.transport
+        can_write = self._can_write
+        port = self.port
+        for start in range(0, self._payload.size, size):
+            if not can_write.is_set():
+                await can_write.wait()
+            if transport.is_closing():
                 return
-            packet = self._payload.packet(index, size)
-            record("client", "write", size, index * size, self.port)
-            self.transport.write(packet)
-            self.sent_bytes += size
+            packet = view[start : start + size]
+            record("client", "write", len(packet), start, port)
+            transport.write(packet)
+            self.sent_bytes += len(packet)
         if self.transport.can_write_eof():
             record("client", "write_eof", 0, -1, self.port)
             self.transport.write_eof()

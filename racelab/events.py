@@ -60,13 +60,29 @@ class Recorder:
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.events: list[Event] = []
+        # Plain tuples in Event's field order: building a NamedTuple costs
+        # a Python-level call per event, a plain tuple does not.  They
+        # become Events when :attr:`events` is read.
+        self._raw: list[tuple] = []
+        self._events: list[Event] = []
+        self._append = self._raw.append
         if not enabled:
             self.record = self._discard  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         state = "on" if self.enabled else "off"
-        return f"<Recorder {state} events={len(self.events)}>"
+        return f"<Recorder {state} events={len(self._raw)}>"
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    @property
+    def events(self) -> list[Event]:
+        """The events so far, in recorded order."""
+        done = len(self._events)
+        if done != len(self._raw):
+            self._events.extend(map(Event._make, self._raw[done:]))
+        return self._events
 
     def record(
         self,
@@ -76,11 +92,10 @@ class Recorder:
         offset: int = -1,
         port: int = 0,
         detail: str = "",
+        _now=time.monotonic_ns,
     ) -> None:
         """Append one event stamped with the current monotonic time."""
-        self.events.append(
-            Event(time.monotonic_ns(), side, kind, nbytes, offset, port, detail)
-        )
+        self._append((_now(), side, kind, nbytes, offset, port, detail))
 
     def _discard(self, *args: object, **kwargs: object) -> None:
         pass

@@ -20,7 +20,7 @@ equal to the one that was saved.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -173,7 +173,8 @@ def events_frame(
     for i, result in enumerate(results, start):
         events = result.events
         columns["trial"].extend([i] * len(events))
-        for name, values in zip(EVENT_FIELDS, zip(*events)):
+        rows = zip(*events, strict=True)
+        for name, values in zip(EVENT_FIELDS, rows, strict=False):
             columns[name].extend(values)
     frame = pd.DataFrame(columns)
     return frame.astype(EVENT_DTYPES)

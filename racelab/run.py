@@ -15,8 +15,9 @@ import platform
 import secrets
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from racelab.config import Config
 from racelab.loops import LoopOptions, get_kind

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 __all__ = ["loss_rate", "wilson_interval"]
 
@@ -49,7 +49,7 @@ def loss_rate(outcomes: Iterable[str]) -> dict[str, float | int]:
 
     Returns:
       ``{"lossy": k, "conclusive": n, "rate": k/n, "low": .., "high": ..}``
-      (rate is NaN when no trial was conclusive).
+      (rate is None when no trial was conclusive).
     """
     counts = Counter(outcomes)
     n = sum(counts[o] for o in CONCLUSIVE)
@@ -58,7 +58,7 @@ def loss_rate(outcomes: Iterable[str]) -> dict[str, float | int]:
     return {
         "lossy": k,
         "conclusive": n,
-        "rate": k / n if n else math.nan,
+        "rate": k / n if n else None,
         "low": low,
         "high": high,
     }

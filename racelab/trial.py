@@ -37,8 +37,9 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from racelab.checker import Range, StreamReport
 from racelab.config import Config
@@ -220,6 +221,10 @@ def run_trial(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        caller_has_loop = False
+    else:
+        caller_has_loop = True
+    if not caller_has_loop:
         return _run_on_fresh_loop(config, record, server_protocol)
 
     # This thread already runs a loop (a Jupyter kernel does): run_until_

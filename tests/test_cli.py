@@ -8,7 +8,7 @@ import pytest
 
 from racelab.cli import main
 
-SMALL = ["--packets", "40", "--packet-bytes", "4096", "--pause-every-ms",
+SMALL = ["--packets", "200", "--packet-bytes", "16384", "--pause-every-ms",
          "1", "--pause-for-ms", "1"]
 
 
@@ -26,7 +26,7 @@ def test_cli_run_json_is_one_document(tmp_path):
 
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
-    assert doc["config"]["packets"] == 40
+    assert doc["config"]["packets"] == 200
     assert doc["environment"]["python"]
     assert doc["environment"]["loops"]["selector"]["version"]
     assert len(doc["trials"]) == 2

@@ -13,7 +13,7 @@ from racelab.trial import run_trial
 
 @pytest.fixture(scope="module")
 def small_run():
-    config = Config(packets=40, packet_bytes=4096, pause_every_ms=1,
+    config = Config(packets=200, packet_bytes=16384, pause_every_ms=1,
                     pause_for_ms=1, client_rcvbuf_bytes=8192)
     return run_trials(config, trials=2)
 
@@ -56,7 +56,7 @@ def test_saved_run_loads_back_unchanged(small_run, tmp_path):
 
 def test_ranges_frame_locates_a_loss():
     """A lost range appears in the ranges table with its offset."""
-    config = Config(packets=40, packet_bytes=4096, pause_every_ms=1,
+    config = Config(packets=200, packet_bytes=16384, pause_every_ms=1,
                     pause_for_ms=1)
     result = run_trial(config, server_protocol=DroppingEchoServer)
 
