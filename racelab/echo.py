@@ -225,8 +225,13 @@ class _EchoProtocol(asyncio.Protocol):
             self.on_connection_made(self)
 
     def data_received(self, data: bytes) -> None:
-        offset = self.checker.cursor
-        self.checker.feed(data)
+        checker = self.checker
+        checker.feed(data)
+        # The chunk's stream offset, read after the check so that a chunk
+        # arriving after a gap is placed where it came from, not where it
+        # was expected; -1 while the checker is still resynchronising.
+        end = checker.cursor
+        offset = end - len(data) if end >= len(data) else -1
         self.recorder.record(
             self.side, "data_received", len(data), offset, self.port
         )
