@@ -114,7 +114,10 @@ class Config:
     def __post_init__(self) -> None:
         from racelab import loops  # the registry imports config
 
-        _check_choice("loop", self.loop, loops.kind_names())
+        try:
+            loops.get_kind(self.loop)
+        except ValueError:
+            raise ConfigError("loop", loops.names_rule(), self.loop) from None
         _check_choice("kernel", self.kernel, KERNELS)
         _check_int("packets", self.packets, 1)
         _check_int("packet_bytes", self.packet_bytes, 1)

@@ -157,16 +157,26 @@ def kind_names() -> tuple[str, ...]:
 def get_kind(name: str) -> LoopKind:
     """The registered kind called *name*.
 
+    A name of the form ``"module:callable"`` registers itself on first
+    use, so that a user's factory can be named wherever a kind can (the
+    CLI, a config, a sweep's worker processes).
+
     Raises:
       ValueError: no such kind; the message lists the known ones.
     """
+    if name not in _registry and isinstance(name, str) and ":" in name:
+        register_factory(name, name)
     try:
         return _registry[name]
-    except KeyError:
-        known = ", ".join(repr(n) for n in _registry)
-        raise ValueError(
-            f"loop must be one of {known} (got {name!r})"
-        ) from None
+    except (KeyError, TypeError):
+        rule = names_rule()
+        raise ValueError(f"loop must be {rule} (got {name!r})") from None
+
+
+def names_rule() -> str:
+    """What a loop kind's name may be, for error messages."""
+    known = ", ".join(repr(n) for n in _registry)
+    return f"one of {known} or 'module:callable'"
 
 
 def available_kinds() -> tuple[str, ...]:

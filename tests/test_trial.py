@@ -191,3 +191,44 @@ def test_run_trials_rejects_bad_trial_count():
     with pytest.raises(ValueError, match=r"trials must be an integer >= 1 "
                        r"\(got 0\)"):
         run_trials(Config(), trials=0)
+
+
+def test_user_loop_factory_by_module_callable_name():
+    """A 'module:callable' loop kind builds its loop from that factory."""
+    config = Config(loop="asyncio:new_event_loop", **SMALL)
+
+    result = run_trial(config)
+
+    assert result.streams["down"].complete
+
+
+def test_core_needs_only_the_standard_library():
+    """The trial engine imports without pandas, plotly or widgets."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, racelab.trial, racelab.run, racelab.cli;"
+        "bad = {'pandas', 'pyarrow', 'plotly', 'ipywidgets'}"
+        " & set(sys.modules); assert not bad, bad"
+    )
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cadence_ms", [1.0, 2.0, 5.0, 10.0, 50.0, 100.0])
+def test_fixed_loops_soak_lose_nothing(loop_kind, cadence_ms):
+    """The long version: 100 full-size trials per cadence lose no byte."""
+    config = Config(
+        loop=loop_kind, pause_every_ms=cadence_ms, pause_for_ms=cadence_ms,
+        client_rcvbuf_bytes=4096, server_sndbuf_bytes=4096,
+    )
+
+    run = run_trials(config, trials=100, record=False)
+
+    assert run.summary()["lost_bytes"] == 0
+    assert {r.outcome for r in run.results} <= {"clean", "inconclusive"}
