@@ -41,7 +41,7 @@ __version__ = "0.1.0"
 # shadows the submodule as an attribute of the package (racelab.sweep is
 # the function), so import the module's other names with
 # ``from racelab.sweep import ...``.
-from racelab.sweep import sweep  # noqa: E402
+from racelab.sweep import sweep
 
 __all__ = [
     "Config",

@@ -111,7 +111,7 @@ _PART_EVENTS = 250_000
 _SWEEP_FILE_KEYS = ("config", "grid", "trials")
 
 
-# -- the grid ----------------------------------------------------------------
+# -- the grid -----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ class Grid:
         cells = []
         product = itertools.product(*(self.axes[n] for n in names))
         for index, values in enumerate(product):
-            params = dict(zip(names, values))
+            params = dict(zip(names, values, strict=True))
             config = self.base.replace(**params)
             cells.append(Cell(index, params, config))
         return cells
@@ -347,7 +347,7 @@ def read_sweep_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     }
 
 
-# -- tasks: what a worker runs -------------------------------------------------
+# -- tasks: what a worker runs ------------------------------------------------
 
 
 _setups_done: set[str] = set()
@@ -425,15 +425,17 @@ def run_task(config: Mapping[str, Any], record: bool = True) -> dict:
 
     try:
         result = run_trial(Config.from_dict(dict(config)), record=record)
-    except Exception as exc:  # noqa: BLE001  (the row says what it was)
+    except Exception as exc:  # the row says what it was
         return _failed_result(config, "error", _context(exc))
     ranges = [
         {"direction": d, "category": c, "offset": r.offset, "length": r.length}
         for d, c, r in result.ranges()
     ]
     events = _empty_events()
-    for name, values in zip(EVENT_FIELDS, zip(*result.events)):
-        events[name] = list(values)
+    if result.events:
+        columns = zip(*result.events, strict=True)
+        for name, values in zip(EVENT_FIELDS, columns, strict=True):
+            events[name] = list(values)
     return {
         "row": frames.trial_row(0, result),
         "ranges": ranges,
@@ -468,7 +470,7 @@ def run_task_bounded(
     def work() -> None:
         try:
             box.append(run_task(config, record))
-        except BaseException as exc:  # noqa: BLE001  (SystemExit, say)
+        except BaseException as exc:  # SystemExit, say
             box.append(_failed_result(config, "error", _context(exc)))
 
     started = time.monotonic()
@@ -511,7 +513,7 @@ def _worker_main(conn: Any, setup: str | None) -> None:
             return
 
 
-# -- pools: where tasks run ----------------------------------------------------
+# -- pools: where tasks run ---------------------------------------------------
 
 
 class _PoolFailure(RuntimeError):
@@ -767,7 +769,7 @@ class _ExecutorPool:
             task = self._futures.pop(future)
             try:
                 result = future.result()
-            except Exception as exc:  # noqa: BLE001  (kept in the row)
+            except Exception as exc:  # kept in the row
                 error = f"the executor reported {_context(exc)}"
                 result = _failed_result(task.config, "error", error)
             finished.append((task, result))
@@ -803,7 +805,7 @@ def _executor_workers(executor: cf.Executor) -> int:
     return count or _default_workers()
 
 
-# -- writing parts -------------------------------------------------------------
+# -- writing parts ------------------------------------------------------------
 
 
 def sweep_trial_dtypes() -> dict[str, str]:
@@ -878,7 +880,7 @@ class _PartWriter:
         return written
 
 
-# -- results -------------------------------------------------------------------
+# -- results ------------------------------------------------------------------
 
 
 @dataclass
@@ -1013,7 +1015,7 @@ def load_sweep(run_id: str, data_dir: Path | str = "data") -> SweepResult:
     return SweepResult(run_id, folder, manifest, trials, summary)
 
 
-# -- running a sweep -----------------------------------------------------------
+# -- running a sweep ----------------------------------------------------------
 
 
 class _Tally:
@@ -1425,7 +1427,7 @@ def _drive(
     return None
 
 
-# -- command line --------------------------------------------------------------
+# -- command line -------------------------------------------------------------
 
 
 def add_sweep_command(commands: Any) -> None:
