@@ -185,6 +185,11 @@ class OverlappedFuture(asyncio.Future):
         self._proactor = proactor
         self._op: Op | None = op
 
+    @property
+    def op(self) -> Op | None:
+        """The operation, until the future is resolved or cancelled."""
+        return self._op
+
     def _repr_info(self) -> list[str]:
         info = super()._repr_info()
         op = self._op
@@ -516,16 +521,66 @@ class EmulatedProactor:
             data = bytes(memoryview(op.buf)[: op.nbytes])
         elif data is None and op.kind == "recv":
             data = bytes(op.value)
-        offset = -1
-        if data and self._locate is not None:
-            found = self._locate(data)
-            offset = -1 if found is None else found
         self._stats["discarded"] += 1
         self._stats["discarded_bytes"] += op.nbytes
         detail = f"op={op.id} kind={op.kind}"
         if op.kind in RECEIVE_KINDS and op.nbytes == 0:
             detail += " eof=1"  # an end-of-stream thrown away
-        self._record("completion_discarded", op, op.nbytes, offset, detail)
+        if not data or self._locate is None:
+            self._record("completion_discarded", op, op.nbytes, -1, detail)
+            return
+
+        # One event per contiguous run of the payload.  A read can span a
+        # gap made upstream (the server lost bytes, so its echo skips
+        # them); a single offset could not say where such bytes belong.
+        runs = _runs(data, self._locate)
+        for i, (_, offset, length) in enumerate(runs, 1):
+            more = f" run={i}/{len(runs)}" if len(runs) > 1 else ""
+            self._record(
+                "completion_discarded", op, length, offset, detail + more
+            )
+
+
+def _runs(
+    data: bytes, locate: Callable[[bytes], int | None]
+) -> list[tuple[int, int, int]]:
+    # Split *data* into (start in data, stream offset, length) runs, each
+    # located by *locate*; what cannot be located is one run at -1.
+    runs = []
+    pos = 0
+    while pos < len(data):
+        rest = memoryview(data)[pos:]
+        offset = locate(rest)
+        if offset is not None:
+            runs.append((pos, offset, len(rest)))
+            break
+        # Find a prefix that locates, halving; then the longest one that
+        # still locates to the same offset, by bisection.
+        # Invariant: rest[:good] locates to offset; rest[:bad] does not.
+        bad, good = len(rest), len(rest) // 2
+        offset = None
+        while good >= _MIN_RUN_BYTES:
+            offset = locate(rest[:good])
+            if offset is not None:
+                break
+            bad, good = good, good // 2
+        if offset is None:
+            runs.append((pos, -1, len(rest)))
+            break
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            if locate(rest[:mid]) == offset:
+                good = mid
+            else:
+                bad = mid
+        runs.append((pos, offset, good))
+        pos += good
+    return runs
+
+
+# Prefixes shorter than this are not searched for: short runs may occur
+# in many places of a payload.
+_MIN_RUN_BYTES = 64
 
 
 def _check_flags(flags: int) -> None:

@@ -251,6 +251,15 @@ class DeterministicKernel:
                     self._charge(op)
         return done
 
+    def advance(self, seconds: float) -> None:
+        """Let the kernel run for *seconds* of virtual time by itself.
+
+        As if the loop were busy elsewhere: operations complete and their
+        completions queue up, but nothing is dequeued.  For tests that
+        need a completion waiting in the queue.
+        """
+        self._run_until(self._now + seconds)
+
     def close(self) -> None:
         self._closed = True
         self._heap.clear()
