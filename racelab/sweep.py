@@ -91,10 +91,17 @@ DEFAULT_TRIALS = 10
 #: bounded closing waits of 5 s, and a worker's first imports.
 DEFAULT_HANG_MARGIN_S = 15.0
 
-# Tasks queued on one worker process: the second waits in the pipe while
-# the first runs, so a worker never idles for a round trip between trials
-# that last a millisecond.
-_PIPELINE_DEPTH = 2
+# Tasks queued on one worker process: the rest wait in the pipe while the
+# first runs, so a worker never idles for a round trip between trials
+# that last a millisecond, and the parent can collect several results a
+# wake-up (see _COALESCE_S).
+_PIPELINE_DEPTH = 4
+
+# After a result arrives, the parent waits this long for more before it
+# handles them: with millisecond trials, waking once per result costs the
+# parent a fifth of a core that the workers need.  Far below any trial's
+# hard limit, and the depth above keeps the workers busy meanwhile.
+_COALESCE_S = 0.002
 
 # A worker must say it is ready within this long of being started.
 _WORKER_START_S = 120.0
@@ -604,6 +611,8 @@ class _ProcessPool:
         waitables = [w.conn for w in self.workers]
         waitables += [w.process.sentinel for w in self.workers]
         ready = set(multiprocessing.connection.wait(waitables, timeout))
+        if ready and self.busy():
+            time.sleep(_COALESCE_S)
         for worker in list(self.workers):
             if worker.conn in ready or worker.process.sentinel in ready:
                 self._service(worker, finished)
@@ -1019,23 +1028,36 @@ def load_sweep(run_id: str, data_dir: Path | str = "data") -> SweepResult:
 
 
 class _Tally:
-    """What the parent keeps of finished trials: counts, not results."""
+    """What the parent keeps of finished trials: counts, not results.
 
-    def __init__(self) -> None:
-        self.done: set[tuple[int, int]] = set()
+    Which trials are done is one byte per trial of the plan, indexed by
+    trial number: a million-trial sweep costs a megabyte.
+    """
+
+    def __init__(self, plan: Grid) -> None:
+        self.plan = plan
+        self.done = bytearray(plan.size)
+        self.count = 0
         self.outcomes: Counter = Counter()
         self.lost_bytes = 0
         self.pauses = 0
 
+    def is_done(self, cell: int, seed: int) -> bool:
+        return bool(self.done[self.plan.trial_number(cell, seed)])
+
     def add(self, cell: int, seed: int, row: Mapping[str, Any]) -> None:
-        self.done.add((cell, seed))
+        trial = self.plan.trial_number(cell, seed)
+        if self.done[trial]:
+            return
+        self.done[trial] = 1
+        self.count += 1
         self.outcomes[row["outcome"]] += 1
         self.lost_bytes += int(row["lost_bytes"])
         self.pauses += int(row["pauses"])
 
     def summary(self) -> dict[str, Any]:
         return {
-            "trials": len(self.done),
+            "trials": self.count,
             "outcomes": dict(self.outcomes),
             "loss_rate": loss_rate(self.outcomes.elements()),
             "lost_bytes": self.lost_bytes,
@@ -1265,7 +1287,7 @@ def _execute(
 ) -> SweepResult:
     from racelab import store
 
-    tally = _Tally()
+    tally = _Tally(plan)
     if manifest is None:
         manifest = {
             "run_id": folder.name,
@@ -1313,29 +1335,17 @@ def _execute(
     writer = _PartWriter(folder, next_part, flush_s)
     save_manifest("running", stopped_because=None)
 
-    # Seed-major order: a sweep stopped early has every cell at about the
-    # same number of trials, so its partial summary compares like with
-    # like.
-    queue = deque(
-        _Task(
-            (cell.index, seed),
-            {**cell.config.to_dict(), "seed": seed},
-            cell.config.timeout_s + hang_margin_s,
-        )
-        for seed in plan.seeds
-        for cell in plan.cells
-        if (cell.index, seed) not in tally.done
-    )
-    max_limit = max((t.limit_s for t in queue), default=0.0)
+    queue = _Pending(_tasks(plan, tally, hang_margin_s))
+    max_limit = max(c.config.timeout_s for c in plan.cells) + hang_margin_s
     stop = threading.Event()
     stopped_because = None
-    bar = progress_bar(plan.size, initial=len(tally.done), enabled=progress)
+    bar = progress_bar(plan.size, initial=tally.count, enabled=progress)
     pool: _ProcessPool | _ExecutorPool | None = None
     try:
         with _sigint_sets(stop):
             if queue and executor is None:
                 pool = _ProcessPool(
-                    min(workers or _default_workers(), len(queue)),
+                    min(workers or _default_workers(), plan.size),
                     record,
                     worker_setup,
                 )
@@ -1370,7 +1380,7 @@ def _execute(
             pool.close()
         bar.close()
         writer.flush()
-        complete = len(tally.done) == plan.size
+        complete = tally.count == plan.size
         save_manifest(
             "complete" if complete else "interrupted",
             stopped_because=None if complete else stopped_because,
@@ -1384,9 +1394,46 @@ def _execute(
     return SweepResult(folder.name, folder, manifest, trials, summary)
 
 
+def _tasks(plan: Grid, tally: _Tally, hang_margin_s: float) -> Iterator[_Task]:
+    # Made as they are submitted, so that the parent holds no list of a
+    # million configs.  Seed-major order: a sweep stopped early has every
+    # cell at about the same number of trials, so its partial summary
+    # compares like with like.
+    configs = [c.config.to_dict() for c in plan.cells]
+    limits = [c.config.timeout_s + hang_margin_s for c in plan.cells]
+    for seed in plan.seeds:
+        for cell in range(len(configs)):
+            if not tally.is_done(cell, seed):
+                config = {**configs[cell], "seed": seed}
+                yield _Task((cell, seed), config, limits[cell])
+
+
+class _Pending:
+    """Tasks not yet submitted: requeued ones first, then the plan's."""
+
+    def __init__(self, tasks: Iterator[_Task]) -> None:
+        self._front: deque[_Task] = deque()
+        self._tasks = tasks
+        self._next = next(tasks, None)
+
+    def __bool__(self) -> bool:
+        return bool(self._front) or self._next is not None
+
+    def pop(self) -> _Task:
+        if self._front:
+            return self._front.popleft()
+        task = self._next
+        assert task is not None, "pop() from no pending task"
+        self._next = next(self._tasks, None)
+        return task
+
+    def push_front(self, tasks: list[_Task]) -> None:
+        self._front.extendleft(reversed(tasks))
+
+
 def _drive(
     pool: Any,
-    queue: deque[_Task],
+    queue: _Pending,
     plan: Grid,
     writer: _PartWriter,
     tally: _Tally,
@@ -1406,11 +1453,11 @@ def _drive(
             return "should_stop"
         try:
             while queue and pool.has_room():
-                pool.submit(queue.popleft())
+                pool.submit(queue.pop())
             finished = pool.poll(0.1)
         except _PoolFailure as exc:
             return str(exc)
-        queue.extendleft(reversed(pool.requeued))
+        queue.push_front(pool.requeued)
         pool.requeued.clear()
         for task, result in finished:
             cell, seed = task.key
