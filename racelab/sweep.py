@@ -576,6 +576,8 @@ class _ProcessPool:
         self._setup = setup
         self._start_failures = 0
         self.requeued: list[_Task] = []
+        self.failure: str | None = None
+        """Why no more trials can run, once that is so."""
         self.workers = [self._spawn() for _ in range(workers)]
 
     def _spawn(self) -> _Worker:
@@ -648,9 +650,14 @@ class _ProcessPool:
         if not worker.ready:
             self._start_failures += 1
             if self._start_failures >= _MAX_START_FAILURES:
-                raise _PoolFailure(
+                # The usual cause: spawn re-imports the main script in
+                # each worker, and a script without a main guard calls
+                # sweep() again there, which multiprocessing refuses.
+                self.failure = (
                     f"{self._start_failures} sweep workers in a row died "
-                    f"before they were ready (last: {how})"
+                    f"before they were ready (last: {how}); a script that "
+                    "calls sweep() must do so under "
+                    "`if __name__ == '__main__':`"
                 )
         if worker.tasks:
             task = worker.tasks.popleft()
@@ -698,7 +705,8 @@ class _ProcessPool:
         worker.tasks.clear()
         worker.conn.close()
         self.workers.remove(worker)
-        self.workers.append(self._spawn())
+        if self.failure is None:
+            self.workers.append(self._spawn())
 
     def close(self) -> None:
         """Stop every worker; trials under way are dropped."""
@@ -745,6 +753,7 @@ class _ExecutorPool:
         self._last_progress = time.monotonic()
         self._futures: dict[cf.Future, _Task] = {}
         self.requeued: list[_Task] = []
+        self.failure: str | None = None
 
     def has_room(self) -> bool:
         return len(self._futures) < self._in_flight
@@ -786,7 +795,7 @@ class _ExecutorPool:
         if finished:
             self._last_progress = now
         elif now - self._last_progress > self._stall_s:
-            raise _PoolFailure(
+            self.failure = (
                 f"the executor returned no trial for {self._stall_s:g} s"
             )
         return finished
@@ -1181,6 +1190,10 @@ def sweep(
         given with a grid, or naming a sweep another process runs.
       racelab.LoopUnavailable: a swept loop kind cannot run here.
       racelab.store.RunNotFound: *resume* names no saved run.
+      RuntimeError: the workers or the executor could run no more trials
+        (workers dying before they start, an executor that refuses work
+        or returns nothing); the finished trials are saved first, and
+        the run's status is ``interrupted``.
     """
     from racelab import store
     from racelab.loops import LoopUnavailable
@@ -1341,6 +1354,7 @@ def _execute(
     stopped_because = None
     bar = progress_bar(plan.size, initial=tally.count, enabled=progress)
     pool: _ProcessPool | _ExecutorPool | None = None
+    failure = None
     try:
         with _sigint_sets(stop):
             if queue and executor is None:
@@ -1372,6 +1386,9 @@ def _execute(
             )
     except KeyboardInterrupt:  # a second Ctrl-C
         stopped_because = "interrupted (Ctrl-C)"
+    except _PoolFailure as exc:
+        stopped_because = f"harness failure: {exc}"
+        failure = exc
     except BaseException as exc:
         stopped_because = f"failed: {_context(exc)}"
         raise
@@ -1385,6 +1402,12 @@ def _execute(
             "complete" if complete else "interrupted",
             stopped_because=None if complete else stopped_because,
         )
+
+    if failure is not None:
+        raise RuntimeError(
+            f"{failure}; the {tally.count} finished trials are saved in "
+            f"{folder} (resume={folder.name!r} completes the sweep)"
+        ) from failure
 
     trials = store.read_table(folder, "trials", sweep_trial_dtypes())
     trials = trials.sort_values("trial", ignore_index=True)
@@ -1451,12 +1474,9 @@ def _drive(
             return "interrupted (Ctrl-C)"
         if should_stop is not None and should_stop():
             return "should_stop"
-        try:
-            while queue and pool.has_room():
-                pool.submit(queue.pop())
-            finished = pool.poll(0.1)
-        except _PoolFailure as exc:
-            return str(exc)
+        while queue and pool.has_room():
+            pool.submit(queue.pop())
+        finished = pool.poll(0.1)
         queue.push_front(pool.requeued)
         pool.requeued.clear()
         for task, result in finished:
@@ -1471,6 +1491,9 @@ def _drive(
         if writer.due():
             writer.flush()
             save_manifest("running")
+        # Raised only now, so that the results of this pass are kept.
+        if pool.failure is not None:
+            raise _PoolFailure(pool.failure)
     return None
 
 
@@ -1696,6 +1719,9 @@ def _cmd_sweep(parser: argparse.ArgumentParser, args: Any) -> int:
         )
     except (ConfigError, LoopUnavailable, store.RunNotFound) as exc:
         parser.error(str(exc))
+    except RuntimeError as exc:
+        print(f"racelab: harness failure: {exc}", file=sys.stderr)
+        return 1
 
     if args.json:
         doc = dict(result.manifest)

@@ -284,20 +284,30 @@ def test_store_load_run_merges_sweep_parts(reference):
 def test_sweep_should_stop_keeps_finished_trials_then_resumes(
     tmp_path, reference
 ):
-    """should_stop ends the run 'interrupted' with every finished trial
-    kept; resume completes it to the uninterrupted sweep's outcomes."""
+    """should_stop, from a sweep in a background thread as a notebook's
+    Stop button has it, ends the run 'interrupted' with every finished
+    trial kept; resume completes it to the uninterrupted outcomes."""
     seen = []
+    box = []
 
-    stopped = sweep(
-        AXES,
-        config=BASE,
-        trials=N,
-        workers=1,
-        data_dir=tmp_path,
-        progress=False,
-        on_trial=seen.append,
-        should_stop=lambda: len(seen) >= 10,
-    )
+    def run():
+        box.append(
+            sweep(
+                AXES,
+                config=BASE,
+                trials=N,
+                workers=1,
+                data_dir=tmp_path,
+                progress=False,
+                on_trial=seen.append,
+                should_stop=lambda: len(seen) >= 10,
+            )
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(120)
+    stopped = box[0]
     on_disk = load_sweep(stopped.run_id, tmp_path)
     resumed = sweep(
         resume=stopped.run_id, data_dir=tmp_path, workers=1, progress=False
@@ -555,3 +565,31 @@ def test_sweep_on_thread_executor_records_raise_and_hang(tmp_path):
     assert result.trials["outcome"].tolist() == ["clean", "error", "hang"]
     assert "this loop kind always fails" in result.trials["error"][1]
     assert "no result after 0.7 s" in result.trials["error"][2]
+
+
+def test_sweep_executor_refusing_work_is_a_harness_failure(tmp_path):
+    """An executor that refuses work raises RuntimeError, and the run is
+    left 'interrupted' with the reason in its manifest."""
+    executor = cf.ThreadPoolExecutor(1)
+    executor.shutdown()
+
+    with pytest.raises(RuntimeError) as info:
+        sweep(
+            AXES,
+            config=BASE,
+            trials=1,
+            executor=executor,
+            data_dir=tmp_path,
+            run_id="refused",
+            progress=False,
+        )
+    manifest = store.load_manifest("refused", tmp_path)
+
+    assert str(info.value).startswith(
+        "the executor refused work: cannot schedule new futures after "
+        "shutdown; the 0 finished trials are saved in "
+    )
+    assert manifest["status"] == "interrupted"
+    assert manifest["stopped_because"].startswith(
+        "harness failure: the executor refused work"
+    )
