@@ -93,15 +93,12 @@ DEFAULT_HANG_MARGIN_S = 15.0
 
 # Tasks queued on one worker process: the rest wait in the pipe while the
 # first runs, so a worker never idles for a round trip between trials
-# that last a millisecond, and the parent can collect several results a
-# wake-up (see _COALESCE_S).
+# that last a millisecond.  Measured with benchmarks/bench_sweep.py on 2
+# cores: depth 4 beat 2 by about 5% on two workers.  Sleeping 2 ms after
+# each result to collect several per wake-up halved the parent's CPU per
+# trial but cost the workers 10-20% of their rate, so the parent does
+# not.
 _PIPELINE_DEPTH = 4
-
-# After a result arrives, the parent waits this long for more before it
-# handles them: with millisecond trials, waking once per result costs the
-# parent a fifth of a core that the workers need.  Far below any trial's
-# hard limit, and the depth above keeps the workers busy meanwhile.
-_COALESCE_S = 0.002
 
 # A worker must say it is ready within this long of being started.
 _WORKER_START_S = 120.0
@@ -613,8 +610,6 @@ class _ProcessPool:
         waitables = [w.conn for w in self.workers]
         waitables += [w.process.sentinel for w in self.workers]
         ready = set(multiprocessing.connection.wait(waitables, timeout))
-        if ready and self.busy():
-            time.sleep(_COALESCE_S)
         for worker in list(self.workers):
             if worker.conn in ready or worker.process.sentinel in ready:
                 self._service(worker, finished)
