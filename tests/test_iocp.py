@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -325,6 +326,27 @@ def test_call_soon_threadsafe_wakes_an_idle_loop(kernel):
         assert loop.run_until_complete(scenario()) == "hi"
     finally:
         loop.close()
+
+
+def test_loop_close_puts_back_the_signal_wakeup_fd(kernel):
+    """A main-thread loop restores the wakeup fd it replaced on close()."""
+    assert threading.current_thread() is threading.main_thread()
+    theirs, other = socket.socketpair()
+    theirs.setblocking(False)
+    fd = theirs.fileno()
+    previous = signal.set_wakeup_fd(fd)
+    try:
+        loop = new_loop(kernel)
+        during = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(during)
+        loop.close()
+        after = signal.set_wakeup_fd(previous)
+    finally:
+        theirs.close()
+        other.close()
+
+    assert during != fd
+    assert after == fd
 
 
 def test_deterministic_loop_runs_on_virtual_time():

@@ -489,12 +489,13 @@ class DeterministicKernel:
         if sock.local[0] in ("0.0.0.0", ""):
             sock.local = (host, sock.local[1])
         conn = SimSocket(self, next(self._fds))
-        conn.state = CONNECTED
         conn.local = (host, port)
         conn.remote = sock.local
         # Accepted sockets inherit the listener's buffer sizes.
         conn.rcvbuf_bytes = listener.rcvbuf_bytes
         conn.sndbuf_bytes = listener.sndbuf_bytes
+        conn.sndbuf_set = listener.sndbuf_set
+        conn.connected()
         conn.peer = sock
         sock.peer = conn
         sock.remote = (host, port)
@@ -509,7 +510,7 @@ class DeterministicKernel:
             if sock.peer is not None:
                 self._reset(sock.peer)
             return
-        sock.state = CONNECTED
+        sock.connected()
         op.value = sock
         self._complete(op)
         self._kick(sock)

@@ -17,7 +17,10 @@ Buffers follow Linux's bookkeeping, without autotuning:
   Linux's compiled-in defaults (212992), not this host's sysctls, so that
   a seed replays the same on every machine.
 * Unset, a socket reads back Linux's initial TCP sizes (``SO_RCVBUF``
-  131072, ``SO_SNDBUF`` 16384).
+  131072, ``SO_SNDBUF`` 16384).  Once connected, an unset ``SO_SNDBUF``
+  grows to ``tcp_wmem[2]`` (4194304), roughly what Linux's send-buffer
+  autotuning reaches on loopback at once; the receive buffer does not
+  grow (Linux grows it only as the reader keeps up).
 * The payload a buffer holds is half the value read back: the advertised
   window with Linux's default ``tcp_adv_win_scale``.
 
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_RCVBUF",
+    "AUTOTUNED_SNDBUF",
     "DEFAULT_SNDBUF",
     "RMEM_MAX",
     "SimSocket",
@@ -52,6 +56,8 @@ RMEM_MAX = WMEM_MAX = 212992
 #: What an untouched Linux TCP socket reads back (tcp_rmem[1], tcp_wmem[1]).
 DEFAULT_RCVBUF = 131072
 DEFAULT_SNDBUF = 16384
+#: What an unset SO_SNDBUF grows to once connected (tcp_wmem[2]).
+AUTOTUNED_SNDBUF = 4194304
 _MIN_RCVBUF = 2304
 _MIN_SNDBUF = 4608
 
@@ -92,6 +98,7 @@ class SimSocket:
         self.remote: tuple[str, int] | None = None
         self.peer: SimSocket | None = None
         self.sndbuf_bytes = DEFAULT_SNDBUF
+        self.sndbuf_set = False  # set by setsockopt: no autotuning
         self.rcvbuf_bytes = DEFAULT_RCVBUF
         # Bytes written and not yet moved to the peer; bytes received and
         # not yet read.  Both bounded by half their buffer size.
@@ -130,6 +137,12 @@ class SimSocket:
     @property
     def snd_capacity(self) -> int:
         return self.sndbuf_bytes // 2
+
+    def connected(self) -> None:
+        """Enter CONNECTED; an unset send buffer autotunes."""
+        self.state = CONNECTED
+        if not self.sndbuf_set:
+            self.sndbuf_bytes = AUTOTUNED_SNDBUF
 
     def racelab_queued(self) -> int:
         """Bytes received and not yet read (Linux's SIOCINQ)."""
@@ -190,6 +203,7 @@ class SimSocket:
             self._kernel.buffer_changed(self)
         elif (level, option) == (socket.SOL_SOCKET, socket.SO_SNDBUF):
             self.sndbuf_bytes = max(2 * min(value, WMEM_MAX), _MIN_SNDBUF)
+            self.sndbuf_set = True
             self._kernel.buffer_changed(self)
         else:
             # TCP_NODELAY, SO_REUSEADDR, SO_KEEPALIVE...: kept, no effect.
