@@ -537,6 +537,9 @@ class _Worker:
         self.process = process
         self.conn = conn
         self.ready = False
+        self.broken = False
+        """The pipe refused a task: the process is exiting, and the next
+        poll will see it go."""
         self.born = time.monotonic()
         self.tasks: deque[_Task] = deque()
         self.head_started = 0.0
@@ -589,18 +592,25 @@ class _ProcessPool:
         child_end.close()
         return _Worker(process, parent_end)
 
+    def _open(self) -> list[_Worker]:
+        return [w for w in self.workers if w.ready and not w.broken]
+
     def has_room(self) -> bool:
-        return any(
-            w.ready and len(w.tasks) < _PIPELINE_DEPTH for w in self.workers
-        )
+        return any(len(w.tasks) < _PIPELINE_DEPTH for w in self._open())
 
     def busy(self) -> bool:
         return any(w.tasks for w in self.workers)
 
     def submit(self, task: _Task) -> None:
-        ready = [w for w in self.workers if w.ready]
-        worker = min(ready, key=lambda w: len(w.tasks))
-        worker.conn.send((task.config, self._record))
+        worker = min(self._open(), key=lambda w: len(w.tasks))
+        try:
+            worker.conn.send((task.config, self._record))
+        except OSError:
+            # The worker died after its last result and before we noticed
+            # (BrokenPipeError): the task never reached it.
+            worker.broken = True
+            self.requeued.append(task)
+            return
         if not worker.tasks:
             worker.head_started = time.monotonic()
         worker.tasks.append(task)

@@ -593,3 +593,31 @@ def test_sweep_executor_refusing_work_is_a_harness_failure(tmp_path):
     assert manifest["stopped_because"].startswith(
         "harness failure: the executor refused work"
     )
+
+
+def test_process_pool_requeues_a_task_sent_to_a_dead_worker():
+    """A task sent to a worker that died unnoticed is requeued, not lost,
+    and the worker is replaced."""
+    from racelab.sweep import _ProcessPool, _Task
+
+    pool = _ProcessPool(1, record=False, setup=None)
+    try:
+        wait_until(lambda: pool.poll(0.05) == [] and pool.has_room())
+        first = pool.workers[0]
+        first.process.kill()
+        first.process.join(10)
+        config = {**Config(**BASE).to_dict(), "pause_every_ms": 0.01}
+        task = _Task((0, 0), config, 10.0)
+
+        pool.submit(task)
+        requeued = list(pool.requeued)
+        room_after_send = pool.has_room()
+        wait_until(lambda: pool.poll(0.05) == [] and pool.has_room())
+        replaced = pool.workers[0] is not first
+    finally:
+        pool.close()
+
+    assert requeued == [task]
+    assert not room_after_send
+    assert replaced
+    assert first.process.exitcode == -signal.SIGKILL
