@@ -126,7 +126,13 @@ async def echo_session(
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     listener.setblocking(False)
-    server = await loop.create_server(_Echo, sock=listener)
+    echoes: list[_Echo] = []
+
+    def new_echo() -> _Echo:
+        echoes.append(_Echo())
+        return echoes[-1]
+
+    server = await loop.create_server(new_echo, sock=listener)
     sock = loop.racelab_socket()
     sock.setblocking(False)
     await loop.sock_connect(sock, listener.getsockname())
@@ -160,6 +166,8 @@ async def echo_session(
         pass  # the EOF itself was lost: what arrived is the result
     handle.cancel()
     transport.close()
+    for echo in echoes:
+        echo.transport.close()
     server.close()
     await asyncio.sleep(0)
     return client.chunks
