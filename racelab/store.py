@@ -219,6 +219,7 @@ def read_table(
     name: str,
     dtypes: dict[str, str],
     columns: list[str] | None = None,
+    filters: list[tuple[str, str, Any]] | None = None,
 ) -> pd.DataFrame:
     """One table of a run folder: the whole file, then its parts merged.
 
@@ -227,11 +228,18 @@ def read_table(
       name: ``"trials"``, ``"ranges"`` or ``"events"``.
       dtypes: the table's column types (see :mod:`racelab.frames`).
       columns: read only these columns.
+      filters: read only matching rows, in pyarrow's form, e.g.
+        ``[("trial", "in", [3, 4])]``; files are skipped by their
+        statistics, so a few trials' events load without the rest.
     """
     folder = Path(folder)
     paths = [folder / f"{name}.parquet"]
     paths += [_part_path(folder, name, n) for n in part_numbers(folder)]
-    pieces = [pd.read_parquet(p, columns=columns) for p in paths if p.exists()]
+    pieces = [
+        pd.read_parquet(p, columns=columns, filters=filters)
+        for p in paths
+        if p.exists()
+    ]
     pieces = [p for p in pieces if len(p)] or pieces[:1]
     if not pieces:
         table = pd.DataFrame()

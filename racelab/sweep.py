@@ -942,11 +942,12 @@ class SweepResult:
         from racelab import frames, store
 
         dtypes = {"events": frames.EVENT_DTYPES, "ranges": frames.RANGE_DTYPES}
-        table = store.read_table(self.folder, name, dtypes[name])
+        filters = None
         if trials is not None:
-            table = table[table["trial"].isin(list(trials))]
-            table = table.reset_index(drop=True)
-        return table
+            filters = [("trial", "in", [int(t) for t in trials])]
+        return store.read_table(
+            self.folder, name, dtypes[name], filters=filters
+        )
 
 
 def summarize(trials: pd.DataFrame, cells: Iterable[Cell]) -> pd.DataFrame:

@@ -270,6 +270,9 @@ def test_sweep_tables_have_cells_and_summary(reference):
     assert reference.manifest["status"] == "complete"
     assert len(reference.manifest["cell_summary"]) == 4
     assert len(reference.events()) == trials["events"].sum()
+    some = reference.events(trials=[0, 150])
+    assert some["trial"].unique().tolist() == [0, 150]
+    assert len(some) == trials["events"][[0, 150]].sum()
 
 
 def test_store_load_run_merges_sweep_parts(reference):
