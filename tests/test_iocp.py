@@ -483,6 +483,57 @@ def test_2018_pause_reading_cancels_the_posted_read():
     assert recorder.count("cancel_requested") >= 1
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "today's proactor transport posts two reads when resume_reading(),"
+        " pause_reading() and resume_reading() all run before the first"
+        " scheduled _loop_reading(): the first completion trips an assert"
+        " in _loop_reading() and its bytes are lost (a cousin of"
+        " bpo-26819), on Windows as here"
+    ),
+)
+def test_stdlib_resume_pause_resume_in_one_callback_loses_nothing():
+    """Toggling reading twice within one callback loses no byte."""
+    loop = new_loop("deterministic")
+    errors = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+
+        async def scenario():
+            client, server = await connected_pair(loop)
+            got = bytearray()
+
+            class Collect(asyncio.Protocol):
+                def data_received(self, data):
+                    got.extend(data)
+
+            transport, _ = await loop.create_connection(Collect, sock=client)
+            transport.pause_reading()
+            await send_all(loop, server, b"a" * 1000)
+            # The posted read completes while paused; its data is held
+            # and no read is in flight.
+            await asyncio.sleep(0.01)
+            transport.resume_reading()
+            transport.pause_reading()
+            transport.resume_reading()
+            for chunk in (b"b" * 1000, b"c" * 1000):
+                await asyncio.sleep(0.01)
+                await send_all(loop, server, chunk)
+            await asyncio.sleep(0.01)
+            transport.close()
+            server.close()
+            await asyncio.sleep(0)
+            return bytes(got)
+
+        got = run(loop, scenario())
+    finally:
+        loop.close()
+
+    assert errors == []
+    assert got == b"a" * 1000 + b"b" * 1000 + b"c" * 1000
+
+
 # -- the trial harness -------------------------------------------------------
 
 

@@ -264,6 +264,7 @@ class EmulatedProactor:
         return dict(self._stats, live=len(self._live))
 
     def set_loop(self, loop: Any) -> None:
+        """Resolve futures on *loop* (called by the loop)."""
         self._loop = loop
 
     def time(self) -> float:
@@ -286,15 +287,18 @@ class EmulatedProactor:
         return resolved
 
     def recv(self, conn: Any, nbytes: int, flags: int = 0) -> asyncio.Future:
+        """Post a receive of up to *nbytes*; the future gives the bytes."""
         _check_flags(flags)
         return self._post(Op(0, "recv", conn, self._port(conn), size=nbytes))
 
     def recv_into(self, conn: Any, buf: Any, flags: int = 0) -> asyncio.Future:
+        """Post a receive into *buf*; the future gives the byte count."""
         _check_flags(flags)
         op = Op(0, "recv_into", conn, self._port(conn), buf=buf, size=len(buf))
         return self._post(op)
 
     def send(self, conn: Any, buf: Any, flags: int = 0) -> asyncio.Future:
+        """Post a send of all of *buf*; the future gives its length."""
         _check_flags(flags)
         # The transport hands over bytes or a bytearray it no longer
         # touches; a view lets the kernel send it piecewise without copies.
@@ -303,9 +307,11 @@ class EmulatedProactor:
         return self._post(op)
 
     def accept(self, listener: Any) -> asyncio.Future:
+        """Post an accept; the future gives ``(conn, address)``."""
         return self._post(Op(0, "accept", listener, self._port(listener)))
 
     def connect(self, conn: Any, address: Any) -> asyncio.Future:
+        """Post a connect (binding first); the future gives *conn*."""
         # ConnectEx needs a bound socket; bind first (as IocpProactor does
         # with BindLocal) so the op's events carry the local port.
         if conn.family in (socket.AF_INET, socket.AF_INET6):
@@ -320,6 +326,7 @@ class EmulatedProactor:
         return self._post(op)
 
     def sendfile(self, sock: Any, file: Any, offset: int, count: int) -> Any:
+        """Not emulated: loop.sendfile() falls back to sends."""
         # Raising this makes loop.sendfile() fall back to plain sends.
         raise asyncio.SendfileNotAvailableError(
             "the emulated proactor does not emulate TransmitFile"

@@ -153,6 +153,7 @@ class DeterministicKernel:
         )
 
     def attach(self, proactor: EmulatedProactor) -> None:
+        """Report completions to *proactor*."""
         self._proactor = proactor
 
     def time(self) -> float:
@@ -166,6 +167,7 @@ class DeterministicKernel:
     # -- the proactor's entry points ----------------------------------------
 
     def post(self, op: Op) -> None:
+        """Take *op*; it may complete inside the call if synchronous."""
         # The charge for bytes just handed over is deferred past a read's
         # post: _loop_reading() posts its next read, then delivers data.
         self._enter(defer_debt=op.kind in RECEIVE_KINDS)
@@ -202,6 +204,11 @@ class DeterministicKernel:
         self._wake(sock, queue)
 
     def cancel(self, op: Op) -> str:
+        """Abort *op* if pending; else say ``"already_completed"``.
+
+        Returns:
+          ``"aborted"`` or ``"already_completed"``.
+        """
         # The cancel travels to a kernel that kept running meanwhile: let
         # it catch up first.  This ordering is the race of bpo-33694.
         self._enter()
@@ -218,6 +225,7 @@ class DeterministicKernel:
         return "aborted"
 
     def wait(self, timeout: float | None) -> list[Op]:
+        """Dequeue every queued completion, waiting up to *timeout*."""
         # The loop computed *timeout* from the clock before this entry.
         deadline = math.inf if timeout is None else self._now + timeout
         self._enter()
@@ -261,6 +269,7 @@ class DeterministicKernel:
         self._run_until(self._now + seconds)
 
     def close(self) -> None:
+        """Stop; the proactor has drained every operation before."""
         self._closed = True
         self._heap.clear()
         self._real.clear()

@@ -126,10 +126,12 @@ class ThreadKernel:
         )
 
     def attach(self, proactor: EmulatedProactor) -> None:
+        """Report completions to *proactor* and start the thread."""
         self._proactor = proactor
         self._thread.start()
 
     def time(self) -> float:
+        """The loop's clock: ``time.monotonic()``."""
         return time.monotonic()
 
     def socket(self) -> LinuxSocket:
@@ -139,6 +141,7 @@ class ThreadKernel:
     # -- called on the loop thread -----------------------------------------
 
     def post(self, op: Op) -> None:
+        """Take *op*; it may complete inside the call if synchronous."""
         with self._lock:
             if self._closing:
                 raise RuntimeError("the thread kernel is closed")
@@ -164,6 +167,11 @@ class ThreadKernel:
             self._wake()
 
     def cancel(self, op: Op) -> str:
+        """Abort *op* if pending; else say ``"already_completed"``.
+
+        Returns:
+          ``"aborted"`` or ``"already_completed"``.
+        """
         with self._lock:
             if op.state != POSTED:
                 return "already_completed"
@@ -179,6 +187,7 @@ class ThreadKernel:
             return "aborted"
 
     def wait(self, timeout: float | None) -> list[Op]:
+        """Dequeue every queued completion, waiting up to *timeout*."""
         with self._completed:
             if not self._completions and timeout != 0:
                 self._completed.wait(timeout)
@@ -187,6 +196,7 @@ class ThreadKernel:
         return done
 
     def close(self) -> None:
+        """Stop; the proactor has drained every operation before."""
         with self._lock:
             self._closing = True
             self._wake(force=True)
