@@ -324,17 +324,21 @@ class _Lost:
     # Invariant: no position of buf before scan_from starts a header that
     # verifies.
 
-    __slots__ = ("buf", "garbage", "recv_offset", "scan_from")
+    __slots__ = ("buf", "garbage", "held", "recv_offset", "scan_from")
 
     def __init__(self, recv_offset: int, buf: bytearray) -> None:
         self.recv_offset = recv_offset
         self.buf = buf
         self.garbage = 0
+        # The garbage bytes themselves, while fewer than RESYNC_BYTES;
+        # None once there were more.
+        self.held: bytearray | None = bytearray()
         self.scan_from = 0
 
     def copy(self) -> _Lost:
         other = _Lost(self.recv_offset, bytearray(self.buf))
         other.garbage = self.garbage
+        other.held = None if self.held is None else bytearray(self.held)
         other.scan_from = self.scan_from
         return other
 
@@ -383,7 +387,7 @@ class _Lost:
                 return None
 
             start = pos - back
-            self._settle_garbage(start, out)
+            self._settle_garbage(start, out, payload)
             run = Segment(self.recv_offset, back + ahead, offset - back)
             consumed = back + ahead
             if consumed == len(buf):
@@ -403,25 +407,44 @@ class _Lost:
             tail = _match_backward(view, len(buf), data, payload.size, limit)
         if tail < VERIFY_BYTES:
             tail = 0
-        self._settle_garbage(len(buf) - tail, out)
+        self._settle_garbage(len(buf) - tail, out, payload)
         if tail:
             out.append(Segment(self.recv_offset, tail, payload.size - tail))
 
-    def _settle_garbage(self, count: int, out: list[Segment]) -> None:
+    def _settle_garbage(
+        self, count: int, out: list[Segment], payload: Payload
+    ) -> None:
         # The first `count` bytes of buf, and the garbage before them, are
-        # garbage up to the next located run (or the end).
+        # garbage up to the next located run (or the end) -- unless they
+        # are a short run of the stream, too short to hold a header, that
+        # sits between two jumps (a read kept between two lost ones).  Such
+        # a run is searched for in the whole stream and believed only if it
+        # occurs there exactly once (Payload.locate).  The bytes are kept
+        # (in `held`) while they are few enough to be such a run, so the
+        # outcome does not depend on how the stream was cut into chunks.
         self._certify(count)
         if self.garbage:
-            out.append(
-                Segment(self.recv_offset - self.garbage, self.garbage, -1)
-            )
+            start = self.recv_offset - self.garbage
+            held = self.held
+            offset = None
+            if held is not None and VERIFY_BYTES <= len(held):
+                offset = payload.locate(bytes(held))
+            out.append(Segment(start, self.garbage, -1 if offset is None
+                               else offset))
             self.garbage = 0
+        self.held = bytearray()
 
     def _certify(self, count: int) -> None:
         # The first `count` bytes of buf locate nowhere: count them and let
         # them go, so that a long stretch of garbage costs bounded memory.
         if count <= 0:
             return
+        held = self.held
+        if held is not None:
+            if len(held) + count < RESYNC_BYTES:
+                held += self.buf[:count]
+            else:
+                self.held = None  # too long to be a run without a header
         del self.buf[:count]
         self.recv_offset += count
         self.garbage += count

@@ -100,6 +100,10 @@ def _convert(name: str, text: str) -> Any:
     kind = kinds[0]
     if kind is str:
         return text
+    if kind is bool:
+        words = {"true": True, "yes": True, "1": True, "on": True,
+                 "false": False, "no": False, "0": False, "off": False}
+        return words.get(text.lower(), text)
     try:
         value = float(text.replace("_", ""))
     except ValueError:

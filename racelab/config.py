@@ -78,6 +78,11 @@ class Config:
         "'both': the server echoes (race.py); 'up': client to server only",
         choices=DIRECTIONS,
     )
+    sync_completion: bool = _knob(
+        False,
+        "emulated proactor kinds: a receive that finds data already "
+        "buffered completes at once, as WSARecv can",
+    )
     pause_every_ms: float = _knob(
         10.0, "read this long between pauses; 0 never pauses"
     )
@@ -119,6 +124,10 @@ class Config:
         except ValueError:
             raise ConfigError("loop", loops.names_rule(), self.loop) from None
         _check_choice("kernel", self.kernel, KERNELS)
+        if not isinstance(self.sync_completion, bool):
+            raise ConfigError(
+                "sync_completion", "True or False", self.sync_completion
+            )
         _check_int("packets", self.packets, 1)
         _check_int("packet_bytes", self.packet_bytes, 1)
         if self.packets * self.packet_bytes > MAX_STREAM_BYTES:

@@ -41,6 +41,8 @@ __all__ = [
 
 def queued_bytes(sock: object) -> int:
     """Bytes waiting in *sock*'s kernel receive queue (0 if unknown)."""
+    # Transports hand out a TransportSocket wrapper; ask the socket inside.
+    sock = getattr(sock, "_sock", sock)
     measure = getattr(sock, "racelab_queued", None)
     if measure is not None:
         return measure()

@@ -41,6 +41,8 @@ _CONFIG_DTYPES = {
     f.name: (
         "string"
         if f.type in ("str",)
+        else "boolean"
+        if f.type == "bool"
         else "Int64"
         if "None" in str(f.type) or f.type == "int"
         else "float64"

@@ -31,6 +31,7 @@ This module uses only the standard library.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import socket
@@ -41,7 +42,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from racelab.checker import Range, StreamReport
+from racelab import ranges
+from racelab.checker import StreamReport
 from racelab.config import Config
 from racelab.echo import (
     EchoClientProtocol,
@@ -51,6 +53,7 @@ from racelab.echo import (
 from racelab.events import Event, Recorder
 from racelab.loops import LoopOptions, get_kind, new_loop
 from racelab.payload import Payload
+from racelab.ranges import Range
 
 __all__ = [
     "OUTCOMES",
@@ -258,6 +261,7 @@ def _run_on_fresh_loop(
         seed=config.seed,
         kernel=config.kernel,
         locate=payload.locate,
+        sync_completion=config.sync_completion,
     )
     kind = get_kind(config.loop)
     loop = new_loop(config.loop, options)
@@ -445,10 +449,11 @@ class _Trial:
 
         # In a normal ending the server got the client's EOF before sending
         # its own, so its checker has seen the whole upstream by now.
-        up = server_protocol.checker.report()
-        streams = {"up": up}
+        # Raw reports: what each checker saw.  The client's still includes
+        # what the server never received; _explain() takes that out.
+        streams = {"up": server_protocol.checker.report()}
         if config.direction == "both":
-            streams["down"] = client.checker.report().minus(up)
+            streams["down"] = client.checker.report()
         self.recorder.record("harness", "verdict", 0, -1, 0)
 
         await self._close(sender, client, server_protocol, server)
@@ -470,7 +475,7 @@ class _Trial:
             error="; ".join(self.errors) or None,
             events=self.recorder.events,
         )
-        _explain(result, sides, timed_out)
+        _explain(result, sides, timed_out, self.payload)
         return result
 
     def _sender_done(self, task: asyncio.Task[None]) -> None:
@@ -513,7 +518,10 @@ def _resolve_once(
 
 
 def _explain(
-    result: TrialResult, sides: dict[str, Any], timed_out: bool
+    result: TrialResult,
+    sides: dict[str, Any],
+    timed_out: bool,
+    payload: Payload,
 ) -> None:
     """Fill in the verdict, the exposure and the loss attribution."""
     events = result.events
@@ -535,9 +543,39 @@ def _explain(
             if e.port == port
         )
         result.discarded = discarded
-        result.attribution_agrees = _same_ranges(
-            result.lost_ranges, discarded
-        ) if not timed_out else None
+        # The echo carries payload offsets, so the client's raw report can
+        # be pinned with the evidence of both directions.
+        evidence = {
+            direction: ranges.coalesce(
+                Range(d.offset, d.length)
+                for d in discarded
+                if d.direction in directions
+            )
+            for direction, directions in (
+                ("up", ("up",)), ("down", ("up", "down"))
+            )
+        }
+        for direction, report in result.streams.items():
+            result.streams[direction] = _pin(
+                report, evidence[direction], payload.data
+            )
+    streams = result.streams
+    if "down" in streams:
+        # What went wrong on the way back only: a range the server never
+        # received was never echoed, and is reported once, under "up".
+        streams["down"] = streams["down"].minus(streams["up"])
+    if kernel and not timed_out:
+        mine = {
+            direction: ranges.coalesce(
+                Range(d.offset, d.length)
+                for d in result.discarded
+                if d.direction == direction
+            )
+            for direction in streams
+        }
+        result.attribution_agrees = all(
+            tuple(streams[d].missing) == tuple(mine[d]) for d in streams
+        )
 
     if result.error is not None:
         result.outcome = "error"
@@ -594,22 +632,48 @@ def _op_id(detail: str) -> str:
     return ""
 
 
-def _same_ranges(
-    lost: tuple[LostRange, ...], discarded: tuple[LostRange, ...]
-) -> bool:
-    def normal(ranges: tuple[LostRange, ...]) -> list[tuple[str, int, int]]:
-        merged: list[list[Any]] = []
-        for r in sorted(ranges, key=lambda r: (r.direction, r.offset)):
-            last = merged[-1] if merged else None
-            if (
-                last is not None
-                and last[0] == r.direction
-                and r.offset <= last[1] + last[2]
-            ):
-                end = max(last[1] + last[2], r.offset + r.length)
-                last[2] = end - last[1]
-            else:
-                merged.append([r.direction, r.offset, r.length])
-        return [tuple(m) for m in merged]
+def _pin(
+    report: StreamReport, evidence: tuple[Range, ...], data: bytes
+) -> StreamReport:
+    """Move each lost range onto the discarded completion that names it.
 
-    return normal(lost) == normal(discarded)
+    A gap's position is ambiguous by a few bytes when its edges coincide
+    with the payload: if the first bytes after the gap equal the first
+    bytes that went missing, the received stream cannot tell where the gap
+    began.  Such a range is moved to a discarded completion of the same
+    length within reach of the ambiguity: the received bytes allow both
+    places, and the kernel's record says which.
+    """
+    pinned = ranges.coalesce(
+        next(
+            (
+                e for e in evidence
+                if e.length == lost.length
+                and _gap_may_sit_at(data, lost, e.offset)
+            ),
+            lost,
+        )
+        for lost in report.missing
+    )
+    if pinned == tuple(report.missing):
+        return report
+    return dataclasses.replace(report, missing=pinned)
+
+
+def _gap_may_sit_at(data: bytes, gap: Range, offset: int) -> bool:
+    # Moving a gap right by s needs the s bytes received after it to equal
+    # the s bytes it now leaves out at its start; moving it left, the
+    # mirror image.
+    shift = offset - gap.offset
+    if shift > 0:
+        return (
+            data[gap.offset : gap.offset + shift]
+            == data[gap.end : gap.end + shift]
+        )
+    if shift < 0:
+        return (
+            gap.offset + shift >= 0
+            and data[gap.offset + shift : gap.offset]
+            == data[gap.end + shift : gap.end]
+        )
+    return True

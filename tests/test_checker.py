@@ -368,33 +368,44 @@ def test_checker_reordered_run_is_not_missing():
     assert report.missing == report.duplicated == ()
 
 
-def test_checker_run_below_resync_minimum_is_garbage():
-    """RESYNC_BYTES is tight: one byte less, at the worst alignment, and
-    the run cannot be located."""
+@pytest.mark.parametrize("length", [VERIFY_BYTES, 53, RESYNC_BYTES - 1,
+                                    RESYNC_BYTES])
+def test_checker_short_run_between_jumps_is_located(length):
+    """A run too short to hold a verified header, kept between two gaps
+    (one read delivered between two lost ones), is found by searching the
+    whole stream, so the gaps around it are exact."""
     payload = Payload(6, 50_000)
     d = payload.data
     start = 40 * BLOCK_BYTES + 1  # just after a header: worst case
+    middle = d[start : start + length]
 
-    def report_for(length):
-        middle = d[start : start + length]
-        return feed_whole(payload, d[:5000] + middle + d[20_000:]).report()
+    report = feed_whole(payload, d[:5000] + middle + d[20_000:]).report()
 
-    short, enough = report_for(RESYNC_BYTES - 1), report_for(RESYNC_BYTES)
-
-    assert short.garbage_bytes == RESYNC_BYTES - 1
-    assert enough.garbage_bytes == 0
-    assert enough.missing == (
+    assert report.garbage_bytes == 0
+    assert report.missing == (
         Range(5000, start - 5000),
-        Range(start + RESYNC_BYTES, 20_000 - start - RESYNC_BYTES),
+        Range(start + length, 20_000 - start - length),
     )
+
+
+def test_checker_run_shorter_than_verify_bytes_is_garbage():
+    """Below VERIFY_BYTES a run is not trusted to be the stream's: such
+    a run between two gaps counts as garbage."""
+    payload = Payload(6, 50_000)
+    d = payload.data
+    start = 40 * BLOCK_BYTES + 1
+    middle = d[start : start + VERIFY_BYTES - 1]
+
+    report = feed_whole(payload, d[:5000] + middle + d[20_000:]).report()
+
+    assert report.garbage_bytes == VERIFY_BYTES - 1
 
 
 @pytest.mark.parametrize("length", [RESYNC_BYTES - 1, RESYNC_BYTES])
 @pytest.mark.parametrize("split", range(VERIFY_BYTES + 1))
 def test_checker_run_verified_across_chunks(split, length):
-    """A run with one header is judged alike when its verification
-    window is split between two chunks: located if long enough, garbage
-    if not."""
+    """A run with one header is located alike whether or not its
+    verification window is split between two chunks."""
     payload = Payload(6, 50_000)
     d = payload.data
     start = 40 * BLOCK_BYTES + 1  # one header, 255 bytes in
@@ -407,7 +418,7 @@ def test_checker_run_verified_across_chunks(split, length):
     report = checker.report()
 
     assert report == feed_whole(payload, received).report()
-    assert report.garbage_bytes == (length if length < RESYNC_BYTES else 0)
+    assert report.garbage_bytes == 0
 
 
 def test_checker_ambiguous_boundary_goes_to_the_earlier_run():
