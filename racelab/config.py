@@ -93,6 +93,12 @@ class Config:
     pausing_side: str = _knob(
         "client", "which side pauses reading", choices=PAUSING_SIDES
     )
+    server_backpressure: bool = _knob(
+        True,
+        "the echo server pauses reading while its write buffer is above "
+        "the high-water mark (as a flow-controlled server does); False "
+        "echoes blindly",
+    )
     client_sndbuf_bytes: int | None = _knob(
         None, "client SO_SNDBUF; None keeps the OS default"
     )
@@ -124,10 +130,9 @@ class Config:
         except ValueError:
             raise ConfigError("loop", loops.names_rule(), self.loop) from None
         _check_choice("kernel", self.kernel, KERNELS)
-        if not isinstance(self.sync_completion, bool):
-            raise ConfigError(
-                "sync_completion", "True or False", self.sync_completion
-            )
+        for name in ("sync_completion", "server_backpressure"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, "True or False", getattr(self, name))
         _check_int("packets", self.packets, 1)
         _check_int("packet_bytes", self.packet_bytes, 1)
         if self.packets * self.packet_bytes > MAX_STREAM_BYTES:

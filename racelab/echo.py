@@ -269,7 +269,8 @@ class EchoServerProtocol(_EchoProtocol):
 
     While its write buffer is above the high-water mark the server pauses
     reading (``reason=backpressure``), as a well-behaved echo server does,
-    so its memory stays bounded whatever the client does.
+    so its memory stays bounded whatever the client does; with
+    ``Config.server_backpressure`` false it echoes blindly instead.
     """
 
     side = "server"
@@ -283,6 +284,7 @@ class EchoServerProtocol(_EchoProtocol):
     ) -> None:
         super().__init__(payload, recorder, on_error)
         self._echo = config.direction == "both"
+        self._backpressure = config.server_backpressure
         self._limits = (config.write_high_bytes, config.write_low_bytes)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -307,11 +309,13 @@ class EchoServerProtocol(_EchoProtocol):
 
     def pause_writing(self) -> None:
         super().pause_writing()
-        self.gate.pause("backpressure")
+        if self._backpressure:
+            self.gate.pause("backpressure")
 
     def resume_writing(self) -> None:
         super().resume_writing()
-        self.gate.resume("backpressure")
+        if self._backpressure:
+            self.gate.resume("backpressure")
 
 
 class EchoClientProtocol(_EchoProtocol):

@@ -649,6 +649,7 @@ def _pin(
             (
                 e for e in evidence
                 if e.length == lost.length
+                and abs(e.offset - lost.offset) <= _MAX_SLIDE_BYTES
                 and _gap_may_sit_at(data, lost, e.offset)
             ),
             lost,
@@ -658,6 +659,13 @@ def _pin(
     if pinned == tuple(report.missing):
         return report
     return dataclasses.replace(report, missing=pinned)
+
+
+# How far a gap may be moved onto kernel evidence.  Its position is
+# ambiguous only while the bytes at its edges coincide, which past the
+# 4-byte tag that starts every payload block is a 1-in-256 chance per
+# byte; a block's length is far beyond any such run.
+_MAX_SLIDE_BYTES = 256
 
 
 def _gap_may_sit_at(data: bytes, gap: Range, offset: int) -> bool:

@@ -545,7 +545,8 @@ def _trial(**fields):
 
 
 def test_trial_on_2018_kind_attributes_every_lost_byte(kernel):
-    """run_trial on emulated-proactor-2018: loss equals discarded bytes."""
+    """run_trial on emulated-proactor-2018: every lost range is a
+    discarded completion's, to the byte, and nothing else was lost."""
     for seed in range(5):
         result = _trial(
             loop="emulated-proactor-2018",
@@ -563,16 +564,11 @@ def test_trial_on_2018_kind_attributes_every_lost_byte(kernel):
     assert result.network == (
         "simulated" if kernel == "deterministic" else "loopback-tcp"
     )
-    # XXX Byte totals to within a few bytes, not ranges: the checker can
-    # place a gap's edges a few bytes off when payload bytes at both edges
-    # coincide (seen: every gap shifted by +4 or +5, and one byte more in
-    # one direction), so attribution_agrees is False for what is the same
-    # loss.  test_2018_transport_loses_exactly_the_discarded_bytes checks
-    # the exact ranges on unambiguous counters.
+    assert result.attribution_agrees is True
     for direction in ("up", "down"):
         lost = _total(result.lost_ranges, direction)
         discarded = _total(result.discarded, direction)
-        assert abs(lost - discarded) <= 8, (direction, lost, discarded)
+        assert lost == discarded, (direction, lost, discarded)
     assert _total(result.discarded, "up") + _total(result.discarded, "down")
 
 
