@@ -611,10 +611,8 @@ def trials_figure(
                 },
                 name=name,
                 showlegend=bool(len(part)),
-                customdata=(
-                    part[["seed", "lost_ranges", "pauses"]].to_numpy()
-                    if len(part)
-                    else None
+                customdata=_hover_columns(
+                    part, ("seed", "lost_ranges", "pauses")
                 ),
                 hovertemplate=(
                     f"trial %{{x}}: {name}<br>lost %{{y:,}} B in "
@@ -686,6 +684,22 @@ def trials_figure(
     )
     fig.update_xaxes(title_text="trial", row=2, col=1)
     return fig
+
+
+def _hover_columns(
+    table: pd.DataFrame, columns: Sequence[str]
+) -> np.ndarray | None:
+    # Columns for hover text; a table without one (a hand-made one) shows
+    # "?" there rather than failing.
+    if not len(table):
+        return None
+    values = [
+        table[c].astype(object).to_numpy()
+        if c in table
+        else np.full(len(table), "?", dtype=object)
+        for c in columns
+    ]
+    return np.column_stack(values)
 
 
 def _running_rate(
@@ -894,7 +908,7 @@ def events_table(source: Any, trial: int | None = None) -> pd.DataFrame:
     detail = table["detail"].astype(str)
     table["op"] = detail.str.extract(r"kind=(\w+)", expand=False).fillna("")
     op_id = detail.str.extract(r"\bop=(\d+)", expand=False)
-    table["op_id"] = op_id.fillna(-1).astype("int64")
+    table["op_id"] = pd.to_numeric(op_id).fillna(-1).astype("int64")
     result = detail.str.extract(r"result=(\w+)", expand=False)
     kind = table["kind"].astype(str)
     label = kind.copy()
