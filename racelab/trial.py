@@ -535,13 +535,7 @@ def _explain(
             events, kernel
         )
         ports = {"up": sides["server"].port, "down": sides["client"].port}
-        discarded = tuple(
-            LostRange(direction, e.offset, e.nbytes)
-            for e in kernel
-            if e.kind == "completion_discarded" and e.nbytes > 0
-            for direction, port in ports.items()
-            if e.port == port
-        )
+        discarded = _discarded(kernel, ports, payload.data)
         result.discarded = discarded
         # The echo carries payload offsets, so the client's raw report can
         # be pinned with the evidence of both directions.
@@ -559,23 +553,20 @@ def _explain(
             result.streams[direction] = _pin(
                 report, evidence[direction], payload.data
             )
+        # Compared before the echo's report is reduced by the upstream one:
+        # where the client's discarded read straddles a range the server
+        # lost, the split between the two is as ambiguous as any gap edge,
+        # while their union is not.
+        if not timed_out:
+            result.attribution_agrees = all(
+                report.missing == evidence[direction]
+                for direction, report in result.streams.items()
+            )
     streams = result.streams
     if "down" in streams:
         # What went wrong on the way back only: a range the server never
         # received was never echoed, and is reported once, under "up".
         streams["down"] = streams["down"].minus(streams["up"])
-    if kernel and not timed_out:
-        mine = {
-            direction: ranges.coalesce(
-                Range(d.offset, d.length)
-                for d in result.discarded
-                if d.direction == direction
-            )
-            for direction in streams
-        }
-        result.attribution_agrees = all(
-            tuple(streams[d].missing) == tuple(mine[d]) for d in streams
-        )
 
     if result.error is not None:
         result.outcome = "error"
@@ -630,6 +621,78 @@ def _op_id(detail: str) -> str:
         if word.startswith("op="):
             return word
     return ""
+
+
+def _discarded(
+    kernel: list[Event], ports: dict[str, int], data: bytes
+) -> tuple[LostRange, ...]:
+    """The payload ranges that discarded completions carried.
+
+    A discarded read on the client can span a range the server lost (the
+    echo skipped it); the kernel then records one event per contiguous
+    run ("run=i/k").  Where such a run meets the next, the split is as
+    ambiguous as a gap's edge, so it is moved, within what the bytes
+    allow, onto the edge of the upstream discard it straddles.
+    """
+    by_op: dict[tuple[str, str], list[LostRange]] = {}
+    for e in kernel:
+        if e.kind != "completion_discarded" or e.nbytes <= 0:
+            continue
+        for direction, port in ports.items():
+            if e.port == port:
+                key = (direction, _op_id(e.detail))
+                by_op.setdefault(key, []).append(
+                    LostRange(direction, e.offset, e.nbytes)
+                )
+    upstream_edges = {
+        edge
+        for (direction, _), runs in by_op.items()
+        if direction == "up"
+        for r in runs
+        for edge in (r.offset, r.offset + r.length)
+    }
+    out: list[LostRange] = []
+    for runs in by_op.values():
+        for i in range(len(runs) - 1):
+            first, second = runs[i], runs[i + 1]
+            shift = _junction_shift(first, second, upstream_edges, data)
+            if shift:
+                runs[i] = dataclasses.replace(
+                    first, length=first.length - shift
+                )
+                runs[i + 1] = dataclasses.replace(
+                    second,
+                    offset=second.offset - shift,
+                    length=second.length + shift,
+                )
+        out.extend(runs)
+    return tuple(out)
+
+
+def _junction_shift(
+    first: LostRange, second: LostRange, edges: set[int], data: bytes
+) -> int:
+    # How far to move the split between two runs of one read to the left
+    # (negative: right) so that it falls on an upstream discard's edge,
+    # where the bytes allow it; 0 when no such move exists.
+    end = first.offset + first.length
+    for shift in sorted(range(-_MAX_SLIDE_BYTES, _MAX_SLIDE_BYTES + 1),
+                        key=abs):
+        if end - shift not in edges and second.offset - shift not in edges:
+            continue
+        if shift > 0 and (
+            data[end - shift : end]
+            == data[second.offset - shift : second.offset]
+        ):
+            return shift
+        if shift < 0 and (
+            data[end : end - shift]
+            == data[second.offset : second.offset - shift]
+        ):
+            return shift
+        if shift == 0:
+            return 0
+    return 0
 
 
 def _pin(
