@@ -1597,7 +1597,7 @@ def add_sweep_command(commands: Any) -> None:
         metavar="MODULE:CALLABLE",
         help="run this in each worker before its first trial",
     )
-    parser.set_defaults(handler=_cmd_sweep)
+    parser.set_defaults(handler=_cmd_sweep, parser=parser)
 
 
 def _number(name: str, text: str | None, kind: type) -> Any:
