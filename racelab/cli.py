@@ -371,6 +371,9 @@ def _print_summary(run, saved: Path | None, out) -> None:
     else:
         print("loss rate: no conclusive trial (none paused and ended)",
               file=out)
+    if "emulated" in run.config.loop:
+        print("note: emulated-proactor loss rates are not Windows figures "
+              "(docs/emulation.md)", file=out)
     if run.status == "interrupted":
         print(f"interrupted: {len(run.results)} of {run.trials_requested} "
               "trials kept", file=out)
@@ -423,10 +426,20 @@ def _cmd_show(parser, args) -> int:
     env = manifest["environment"]
     print(f"racelab {env['racelab']}, Python {env['python']}, {env['os']}")
     print(f"outcomes: {summary['outcomes']}")
+    if manifest.get("cell_summary"):
+        # A sweep: one loss rate over different settings would mean
+        # nothing, so the rates are per cell.
+        from racelab.sweep import print_cells
+
+        print_cells(manifest["cell_summary"], sys.stdout)
+        return 0
     rate = summary["loss_rate"]
     if rate["conclusive"]:
         print(f"loss rate: {rate['lossy']}/{rate['conclusive']} "
               f"(95% CI {rate['low']:.0%}-{rate['high']:.0%})")
+    if "emulated" in manifest["config"]["loop"]:
+        print("note: emulated-proactor loss rates are not Windows figures "
+              "(docs/emulation.md)")
     return 0
 
 

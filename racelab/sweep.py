@@ -1739,14 +1739,15 @@ def _cmd_sweep(parser: argparse.ArgumentParser, args: Any) -> int:
     return 130 if result.status == "interrupted" else 0
 
 
-def _print_summary(result: SweepResult, out: Any) -> None:
+def print_cells(rows: list[dict[str, Any]], out: Any) -> None:
+    """Print the per-cell summary table (rows of :func:`summarize`)."""
     print(
         f"{'cell':>4} {'trials':>6} {'loss rate (95% CI)':<22} "
         f"{'lost B mean/max':>16} {'pauses':>7} {'B@pause':>9}  "
         "outcomes | cell",
         file=out,
     )
-    for row in result.summary.to_dict("records"):
+    for row in rows:
         if row["conclusive"]:
             rate = (
                 f"{row['lossy']}/{row['conclusive']} "
@@ -1769,6 +1770,16 @@ def _print_summary(result: SweepResult, out: Any) -> None:
             f"{pauses:>7} {paused:>9}  {outcomes} | {row['label']}",
             file=out,
         )
+    if any("emulated" in str(row.get("loop", "")) for row in rows):
+        print(
+            "note: loss rates of emulated-proactor kinds are not Windows "
+            "figures (docs/emulation.md)",
+            file=out,
+        )
+
+
+def _print_summary(result: SweepResult, out: Any) -> None:
+    print_cells(result.summary.to_dict("records"), out)
     manifest = result.manifest
     print(
         f"{manifest['summary']['trials']} of {manifest['trials_requested']} "
