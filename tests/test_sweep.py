@@ -176,7 +176,7 @@ def test_cli_sweep_bad_grid_exits_2_before_running(tmp_path, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == (
-        "racelab: error: packets must be an integer >= 1 (got 'zero')"
+        "racelab sweep: error: packets must be an integer >= 1 (got 'zero')"
     )
     assert not (tmp_path / "runs").exists()
 
@@ -210,7 +210,7 @@ def test_cli_sweep_bad_options_name_the_option(
 
     assert info.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"racelab: error: {message}"
+        f"racelab sweep: error: {message}"
     )
 
 
