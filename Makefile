@@ -25,7 +25,8 @@ setup-system:
 # The default experiment, headless: ten trials of the 2018 transport on
 # the emulated proactor, then the same on the fixed one.
 run: setup
-	$(BIN)/racelab run --trials 10
+	$(BIN)/racelab run --loop emulated-proactor-2018 --trials 10
+	$(BIN)/racelab run --loop emulated-proactor --trials 10
 
 lab: setup
 	$(BIN)/racelab lab --port $(PORT)
