@@ -45,9 +45,10 @@ from racelab.stats import loss_rate
 
 __all__ = ["BUFFER_CHOICES", "ControlPanel", "interact_figure"]
 
-#: Socket buffer sizes offered, None keeping the OS default.
+#: Socket buffer sizes offered; 0 stands for None, the OS default (a
+#: Dropdown whose value is None shows no selection at all).
 BUFFER_CHOICES = (
-    ("OS default", None),
+    ("OS default", 0),
     ("2 KiB", 2048),
     ("4 KiB", 4096),
     ("16 KiB", 16384),
@@ -75,10 +76,19 @@ _TABLE_COLUMNS = (
     "duration_s",
 )
 _TABLE_ROWS = 12
+_TABLE_STYLE = (
+    "<style>.racelab-trials td, .racelab-trials th "
+    "{padding: 1px 10px; text-align: right; font-family: monospace}"
+    "</style>"
+)
 
 # Redraw the figure and table at most this often while trials pour in
 # (a trial can last a few ms; a redraw sends the figure to the browser).
 _REDRAW_S = 0.25
+
+# A FigureWidget drawn before its output area has a width falls back to
+# 700 px; a fixed width gives the timeline's legend room.
+FIGURE_WIDTH = 1000
 
 _STYLE = {"description_width": "150px"}
 _WIDE = w.Layout(width="330px")
@@ -203,7 +213,7 @@ class ControlPanel:
         self.sndbuf = cls(
             w.Dropdown(
                 options=_choices(config.client_sndbuf_bytes),
-                value=config.client_sndbuf_bytes,
+                value=config.client_sndbuf_bytes or 0,
                 description="SO_SNDBUF",
                 style=_STYLE,
                 layout=_WIDE,
@@ -213,7 +223,7 @@ class ControlPanel:
         self.rcvbuf = cls(
             w.Dropdown(
                 options=_choices(config.client_rcvbuf_bytes),
-                value=config.client_rcvbuf_bytes,
+                value=config.client_rcvbuf_bytes or 0,
                 description="SO_RCVBUF",
                 style=_STYLE,
                 layout=_WIDE,
@@ -294,7 +304,12 @@ class ControlPanel:
         self.status = cls(w.HTML("ready"), "status")
         self.message = cls(w.HTML(""), "error")
         self.figure = cls(
-            go.FigureWidget(timeline.trials_figure(self.trials)), "figure"
+            go.FigureWidget(
+                timeline.trials_figure(self.trials).update_layout(
+                    width=FIGURE_WIDTH
+                )
+            ),
+            "figure",
         )
         self.table = cls(w.HTML(self._table_html()), "table")
 
@@ -368,8 +383,10 @@ class ControlPanel:
         sides = dict(_BUFFER_SIDES)[self.buffer_sides.value]
         for side in ("client", "server"):
             on = side in sides
-            values[f"{side}_sndbuf_bytes"] = self.sndbuf.value if on else None
-            values[f"{side}_rcvbuf_bytes"] = self.rcvbuf.value if on else None
+            sndbuf = self.sndbuf.value if on else 0
+            rcvbuf = self.rcvbuf.value if on else 0
+            values[f"{side}_sndbuf_bytes"] = sndbuf or None
+            values[f"{side}_rcvbuf_bytes"] = rcvbuf or None
         return self.base.replace(**values)
 
     def _trials(self) -> int:
@@ -551,7 +568,7 @@ class ControlPanel:
             )
         shown = trials.loc[:, list(_TABLE_COLUMNS)].iloc[::-1]
         shown = shown.head(_TABLE_ROWS)
-        body = shown.to_html(
+        body = _TABLE_STYLE + shown.to_html(
             index=False,
             classes="racelab-trials",
             float_format=lambda v: f"{v:.3f}",
@@ -598,14 +615,16 @@ def interact_figure(make: Callable[..., go.Figure], **controls: Any) -> w.VBox:
             view.data = []
             view.add_traces(fresh.data)
             view.layout = fresh.layout
+            if fresh.layout.width is None:
+                view.layout.width = FIGURE_WIDTH
 
     ui = w.interactive(redraw, **controls)
     return w.VBox([ui, view])
 
 
-def _choices(value: int | None) -> list[tuple[str, int | None]]:
+def _choices(value: int | None) -> list[tuple[str, int]]:
     choices = list(BUFFER_CHOICES)
-    if value not in [v for _, v in choices]:
+    if value and value not in [v for _, v in choices]:
         choices.append((f"{value:,} B", value))
     return choices
 

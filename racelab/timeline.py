@@ -84,9 +84,18 @@ OUTCOME_COLORS = {
     "inconclusive": "#bcbd22",
 }
 
+# Loop kinds keep their colour from figure to figure: the transports
+# built to lose in reds, today's proactor in blues.
+KIND_COLORS = {
+    "emulated-proactor-2018": "#d62728",
+    "proactor-2018": "#8c1c13",
+    "emulated-proactor": "#1f77b4",
+    "proactor": "#08306b",
+    "selector": "#2ca02c",
+    "uvloop": "#9467bd",
+}
+
 _LOOP_COLORS = (
-    "#d62728",
-    "#1f77b4",
     "#2ca02c",
     "#ff7f0e",
     "#9467bd",
@@ -136,10 +145,11 @@ def _value_label(field: str, value: Any) -> str:
         if field.endswith("_bytes"):
             return "OS default"
         return "none"
+    numeric = isinstance(value, (int, float, np.integer, np.floating))
+    if numeric and field.endswith("_bytes") and float(value).is_integer():
+        return _size_label(int(value))
     if isinstance(value, (float, np.floating)):
         return f"{float(value):g}"
-    if isinstance(value, (int, np.integer)) and field.endswith("_bytes"):
-        return _size_label(int(value))
     return str(value)
 
 
@@ -350,7 +360,10 @@ def loss_rate_figure(
             mode="markers+text",
             text=text,
             textposition="middle right",
-            marker={"size": 12, "color": "#d62728"},
+            marker={
+                "size": 12,
+                "color": [_color(by, v, i) for i, v in enumerate(table[by])],
+            },
             error_y={
                 "type": "data",
                 "symmetric": False,
@@ -358,6 +371,7 @@ def loss_rate_figure(
                 "arrayminus": rates - low,
                 "thickness": 2,
                 "width": 8,
+                "color": "#444",
             },
             hovertext=[_rate_text(row) for _, row in table.iterrows()],
             hoverinfo="x+text",
@@ -445,7 +459,10 @@ def loss_heatmap(
                 zmax=1,
                 colorscale="Reds",
                 showscale=col == 1,
-                colorbar={"title": "loss rate", "tickformat": ".0%"},
+                colorbar={
+                    "title": {"text": "loss rate", "side": "right"},
+                    "tickformat": ".0%",
+                },
                 xgap=2,
                 ygap=2,
             ),
@@ -453,7 +470,9 @@ def loss_heatmap(
             col=col,
         )
         fig.update_xaxes(title_text=x, type="category", row=1, col=col)
-    fig.update_yaxes(title_text=y, type="category", row=1, col=1)
+    # The first value (the OS default, for a buffer) on top.
+    fig.update_yaxes(type="category", autorange="reversed")
+    fig.update_yaxes(title_text=y, row=1, col=1)
     title = title or f"Loss rate over {x} × {y}"
     fig.update_layout(
         template=TEMPLATE,
@@ -472,6 +491,13 @@ def _same(a: Any, b: Any) -> bool:
     if pd.isna(a) or pd.isna(b):
         return False
     return a == b
+
+
+def _color(field: str, value: Any, index: int) -> str:
+    # A loop kind's own colour, else the palette in order.
+    if field == "loop" and str(value) in KIND_COLORS:
+        return KIND_COLORS[str(value)]
+    return _LOOP_COLORS[index % len(_LOOP_COLORS)]
 
 
 def _rgba(color: str, alpha: float) -> str:
@@ -515,10 +541,11 @@ def loss_curves(
         group = group[group["conclusive"] > 0]
         if group.empty:
             continue
-        c = _LOOP_COLORS[
-            next(i for i, v in enumerate(colors) if _same(v, key[0]))
-            % len(_LOOP_COLORS)
-        ]
+        c = _color(
+            color,
+            key[0],
+            next(i for i, v in enumerate(colors) if _same(v, key[0])),
+        )
         style = "solid"
         name = _value_label(color, key[0])
         if dash:
@@ -554,6 +581,7 @@ def loss_curves(
             )
         )
     values = table[x].astype(float)
+    ticks = sorted(set(values.tolist()))
     if log_x is None:
         log_x = (
             bool(len(values))
@@ -566,7 +594,13 @@ def loss_curves(
         title=_title(
             title, _subtitle(trials, note, _pooled(trials, [*by, x]))
         ),
-        xaxis={"title": x, "type": "log" if log_x else "linear"},
+        xaxis={
+            "title": x,
+            "type": "log" if log_x else "linear",
+            # Ticks at the values measured, not at decades.
+            "tickvals": ticks,
+            "ticktext": [_value_label(x, v) for v in ticks],
+        },
         yaxis={
             "title": "loss rate (of conclusive trials)",
             "range": [-0.03, 1.03],
@@ -586,9 +620,11 @@ def trials_figure(
     The top panel has one trace per outcome (always all of
     :data:`~racelab.trial.OUTCOMES`, in that order, so that a live figure
     can update them in place); the bottom one the loss rate over the
-    trials so far with its 95% band.
+    trials so far with its 95% band, one line per loop kind.
     """
     trials = trials_table(source)
+    if len(trials):
+        trials = trials.sort_values("trial", kind="stable")
     fig = make_subplots(
         rows=2,
         cols=1,
@@ -623,49 +659,70 @@ def trials_figure(
             row=1,
             col=1,
         )
-    xs, rate, low, high = _running_rate(trials)
-    fig.add_trace(
-        go.Scatter(
-            x=xs + xs[::-1],
-            y=high + low[::-1],
-            fill="toself",
-            mode="lines",
-            fillcolor=_rgba("#d62728", 0.15),
-            line={"width": 0},
-            hoverinfo="skip",
-            name="95% interval",
-            showlegend=False,
-        ),
-        row=2,
-        col=1,
+    # The running rate, one line per loop kind: pooling a 2018 transport
+    # with a fixed one would make a rate of neither.
+    kinds = (
+        sorted(trials["loop"].astype(str).unique())
+        if len(trials) and "loop" in trials
+        else [""]
     )
-    fig.add_trace(
-        go.Scatter(
-            x=xs,
-            y=rate,
-            mode="lines",
-            line={"color": "#d62728"},
-            name="loss rate so far",
-            showlegend=False,
-            hovertemplate="after trial %{x}: %{y:.0%}<extra></extra>",
-        ),
-        row=2,
-        col=1,
-    )
-    summary = loss_rate(outcome.tolist())
-    if summary["conclusive"]:
-        headline = (
-            f"{summary['lossy']} of {summary['conclusive']} conclusive "
-            f"trials lost bytes: {summary['rate']:.0%} "
-            f"(95% CI {summary['low']:.0%}–{summary['high']:.0%})"
+    headlines = []
+    for n, kind in enumerate(kinds or [""]):
+        mine = trials[trials["loop"].astype(str) == kind] if kind else trials
+        color = _color("loop", kind, n) if len(kinds) > 1 else "#d62728"
+        label = f"{kind}: " if len(kinds) > 1 else ""
+        xs, rate, low, high = _running_rate(mine)
+        fig.add_trace(
+            go.Scatter(
+                x=xs + xs[::-1],
+                y=high + low[::-1],
+                fill="toself",
+                mode="lines",
+                fillcolor=_rgba(color, 0.15),
+                line={"width": 0},
+                hoverinfo="skip",
+                name=f"{label}95% interval",
+                showlegend=False,
+            ),
+            row=2,
+            col=1,
         )
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=rate,
+                mode="lines",
+                line={"color": color},
+                name=f"{label}loss rate so far",
+                showlegend=False,
+                hovertemplate=(
+                    f"{label}after trial %{{x}}: %{{y:.0%}}<extra></extra>"
+                ),
+            ),
+            row=2,
+            col=1,
+        )
+        summary = loss_rate(mine["outcome"].astype(str).tolist())
+        if summary["conclusive"]:
+            headlines.append(
+                f"{label}{summary['lossy']} of {summary['conclusive']} "
+                f"conclusive trials lost bytes, {summary['rate']:.0%} "
+                f"(95% CI {summary['low']:.0%}–{summary['high']:.0%})"
+            )
+        else:
+            headlines.append(f"{label}{len(mine)} trials, none conclusive")
+    if len(kinds) > 1:
+        headline = "by loop kind"
+        extra = "<br>".join(headlines)
     else:
-        headline = f"{len(trials)} trials, none conclusive yet"
+        headline = headlines[0]
+        extra = ""
+    sub = _subtitle(trials, note, extra, _pooled(trials, ["loop"]))
     fig.update_layout(
         template=TEMPLATE,
-        title=_title(f"{title}: {headline}", _subtitle(trials, note)),
-        margin={"t": 110},
-        height=460,
+        title=_title(f"{title}: {headline}", sub),
+        margin={"t": 80 + 15 * (sub.count("<br>") + 1)},
+        height=380 + 15 * (sub.count("<br>") + 1),
         legend={
             "orientation": "h",
             "y": 1.02,
@@ -934,8 +991,11 @@ def lost_moments(
       ``discarded_ms`` (the completion_discarded event on the receiver's
       socket that carried it, or NaN), ``discarded_op`` (its operation's
       number, see :func:`events_table`), ``discarded_offset`` and
-      ``discarded_bytes`` of that event, and ``gap_seen_ms`` (the first
-      data_received on the receiver past the range's start, or NaN).
+      ``discarded_bytes`` of that event, and ``gap_seen_ms``: when the
+      receiver could first tell the bytes were missing, ``gap_seen_by``
+      its first ``data_received`` past the range's start or, for a range
+      at the end of the stream, its ``eof_received`` (NaN and "" when
+      neither happened, as in a hang).
     """
     table = events_table(source, trial)
     lost = _ranges_frame(source, ranges, trial)
@@ -958,6 +1018,18 @@ def lost_moments(
             & (discards["offset"] + discards["nbytes"] > start)
         ]
         first = overlap.iloc[0] if len(overlap) else None
+        # A range at the end of the stream has nothing after it: its
+        # receiver learns of the gap only from the end of the stream.
+        ends = table[
+            (table["side"] == receiver)
+            & table["kind"].isin(("eof_received", "connection_lost"))
+        ]
+        if len(received):
+            seen_ms, seen_by = received["t_ms"].iloc[0], "data_received"
+        elif len(ends):
+            seen_ms, seen_by = ends["t_ms"].iloc[0], str(ends["kind"].iloc[0])
+        else:
+            seen_ms, seen_by = math.nan, ""
         rows.append(
             {
                 "direction": r.direction,
@@ -976,9 +1048,8 @@ def lost_moments(
                 "discarded_bytes": (
                     int(first["nbytes"]) if first is not None else pd.NA
                 ),
-                "gap_seen_ms": (
-                    received["t_ms"].iloc[0] if len(received) else math.nan
-                ),
+                "gap_seen_ms": seen_ms,
+                "gap_seen_by": seen_by,
             }
         )
     columns = [
@@ -991,6 +1062,7 @@ def lost_moments(
         "discarded_offset",
         "discarded_bytes",
         "gap_seen_ms",
+        "gap_seen_by",
     ]
     out = pd.DataFrame(rows, columns=columns)
     return out.astype(
@@ -1266,7 +1338,7 @@ def timeline_figure(
                 go.Scatter(
                     x=[r.gap_seen_ms for r in hover],
                     y=[
-                        index.get((r.receiver, "data_received"), 0)
+                        index.get((r.receiver, r.gap_seen_by), 0)
                         for r in hover
                     ],
                     mode="markers",
@@ -1278,8 +1350,8 @@ def timeline_figure(
                     },
                     text=[
                         f"lost {r.direction} {r.length:,} B at offset "
-                        f"{r.offset:,}; {r.receiver} first received data past "
-                        "it here"
+                        f"{r.offset:,}; the {r.receiver} could tell here "
+                        f"({r.gap_seen_by})"
                         for r in hover
                     ],
                     hovertemplate="%{text}<extra></extra>",
@@ -1340,6 +1412,9 @@ def _cumulative(
     return t, total
 
 
+_SOCKET_COLORS = {"server": "#ff7f0e", "client": "#1f77b4"}
+
+
 def cumulative_bytes_figure(
     source: Any,
     ranges: Any = None,
@@ -1350,13 +1425,16 @@ def cumulative_bytes_figure(
 ) -> go.Figure:
     """Bytes sent, echoed and received against time; a loss is a gap.
 
-    Solid lines count what the protocols saw: the client's writes, the
-    server's ``data_received`` (which it echoes at once), the client's
-    ``data_received``.  On proactor kinds dashed lines count what the
-    kernel completed into posted receive buffers on each socket: where a
-    dashed line and its solid line part for good, the loop threw a
-    completion away, and the red cross marks that completion.  At the
-    end, red brackets measure the bytes each direction lost.
+    Top: solid lines count what the protocols saw (the client's writes,
+    the server's ``data_received``, which it echoes at once, and the
+    client's ``data_received``); on proactor kinds, dashed lines count
+    what the kernel completed into posted receive buffers on each socket.
+
+    Bottom (proactor kinds): the gap itself, per socket, as bytes the
+    kernel completed that the transport has not delivered yet.  It falls
+    back to zero each time the transport catches up, except where the
+    loop threw a completion away (red cross): from there on it never
+    returns to zero, and where it ends is what that socket lost.
 
     Args:
       source, ranges, trial, window_ms, title: as for
@@ -1364,166 +1442,91 @@ def cumulative_bytes_figure(
     """
     table = events_table(source, trial)
     lost = lost_moments(source, ranges, trial)
-    kind = table["kind"]
-    side = table["side"]
-    recv_op = table["op"].str.startswith("recv")
-    lines = [
-        (
-            "client wrote",
+    kind, side, lane = table["kind"], table["side"], table["lane"]
+    recv_done = (kind == "op_completed") & table["op"].str.startswith("recv")
+    received = kind == "data_received"
+    lines = {
+        "client wrote": (
             (side == "client") & (kind == "write"),
             "#7f7f7f",
             "solid",
         ),
-        (
-            "kernel completed receives, server socket",
-            (table["lane"] == "kernel-server")
-            & (kind == "op_completed")
-            & recv_op,
+        "kernel completed receives, server socket": (
+            (lane == "kernel-server") & recv_done,
             "#ff7f0e",
             "dash",
         ),
-        (
-            "server data_received (and echoed)",
-            (side == "server") & (kind == "data_received"),
+        "server data_received (and echoed)": (
+            (side == "server") & received,
             "#ff7f0e",
             "solid",
         ),
-        (
-            "kernel completed receives, client socket",
-            (table["lane"] == "kernel-client")
-            & (kind == "op_completed")
-            & recv_op,
+        "kernel completed receives, client socket": (
+            (lane == "kernel-client") & recv_done,
             "#1f77b4",
             "dash",
         ),
-        (
-            "client data_received (the echo)",
-            (side == "client") & (kind == "data_received"),
+        "client data_received (the echo)": (
+            (side == "client") & received,
             "#1f77b4",
             "solid",
         ),
-    ]
-    fig = go.Figure()
+    }
+    proactor = bool(recv_done.any())
+    fig = make_subplots(
+        rows=2 if proactor else 1,
+        cols=1,
+        shared_xaxes=True,
+        row_heights=[0.6, 0.4] if proactor else None,
+        vertical_spacing=0.1,
+    )
     finals = {}
-    kernel_lines = {}
-    for name, mask, color, dash in lines:
+    for name, (mask, color, dash) in lines.items():
         if not mask.any():
             continue
         t, total = _cumulative(table, mask)
         finals[name] = int(total[-1])
-        if name.startswith("kernel"):
-            kernel_lines[name.rsplit(" ", 2)[-2]] = (t, total)
-        trace = go.Scattergl if len(t) > 5000 else go.Scatter
         fig.add_trace(
-            trace(
-                x=t,
-                y=total,
-                mode="lines",
-                name=name,
-                line={
-                    "color": color,
-                    "dash": dash,
-                    "shape": "hv",
-                    "width": 1.5 if dash == "dash" else 2,
-                },
-                hovertemplate=f"{name}<br>%{{x:.3f}} ms: %{{y:,}} B"
-                "<extra></extra>",
-            )
+            _line(t, total, name, color, dash, "%{y:,} B"), row=1, col=1
         )
 
-    # The discarded completions, on the kernel line of their socket.
-    discards = table[kind == "completion_discarded"]
-    points = []
-    for e in discards.itertuples():
-        sock = e.lane.replace("kernel-", "")
-        t, total = kernel_lines.get(sock, (None, None))
-        y = (
-            0
-            if t is None
-            else int(total[np.searchsorted(t, e.t_ms, "right") - 1])
-        )
-        points.append((e, y, sock))
-    if points:
-        fig.add_trace(
-            go.Scatter(
-                x=[p[0].t_ms for p in points],
-                y=[p[1] for p in points],
-                mode="markers",
-                marker={
-                    "symbol": "x",
-                    "size": 16,
-                    "color": "#d62728",
-                    "line": {"width": 2, "color": "#d62728"},
-                },
-                text=[
-                    f"completion discarded on the {s} socket: {e.nbytes:,} B "
-                    f"from stream offset {e.offset:,}"
-                    for e, _, s in points
-                ],
-                hovertemplate="%{text}<br>%{x:.3f} ms<extra></extra>",
-                name="completion discarded",
+    if proactor:
+        backlogs = {}
+        for sock, color in _SOCKET_COLORS.items():
+            inflow = (lane == f"kernel-{sock}") & recv_done
+            part = table[inflow | ((side == sock) & received)]
+            part = part.sort_values("t_ns", kind="stable")
+            signs = np.where(inflow[part.index], 1, -1)
+            t = np.concatenate([[0.0], part["t_ms"].to_numpy()])
+            backlog = np.concatenate(
+                [[0], (signs * part["nbytes"].to_numpy()).cumsum()]
             )
-        )
-        e, y, sock = points[0]
-        fig.add_annotation(
-            x=e.t_ms,
-            y=y,
-            ax=-60,
-            ay=-50,
-            showarrow=True,
-            arrowhead=2,
-            arrowcolor="#d62728",
-            font={"color": "#d62728"},
-            text=(
-                f"{sock} socket: completion of {e.nbytes:,} B discarded"
-                + (f" (+{len(points) - 1} more)" if len(points) > 1 else "")
-            ),
-            bgcolor="rgba(255,255,255,0.8)",
-        )
+            backlogs[sock] = (t, backlog)
+            name = f"{sock} socket: completed, not yet delivered"
+            fig.add_trace(
+                _line(t, backlog, name, color, "solid", "%{y:,} B behind"),
+                row=2,
+                col=1,
+            )
+            if backlog[-1] > 0:
+                fig.add_annotation(
+                    x=t[-1],
+                    y=backlog[-1],
+                    xanchor="left",
+                    xshift=6,
+                    text=f"{backlog[-1]:,} B never delivered",
+                    showarrow=False,
+                    font={"color": color, "size": 11},
+                    row=2,
+                    col=1,
+                )
+        _mark_discards(fig, table, backlogs)
 
-    # At the end, bracket what each direction lost.
-    end_ms = float(table["t_ms"].max()) if len(table) else 0.0
     sent = finals.get("client wrote", 0)
     at_server = finals.get("server data_received (and echoed)", sent)
     at_client = finals.get("client data_received (the echo)", at_server)
-    brackets = []
     lost_up = int(lost.loc[lost["direction"] == "up", "length"].sum())
     lost_down = int(lost.loc[lost["direction"] == "down", "length"].sum())
-    if lost_up:
-        brackets.append((at_server, sent, f"lost upstream: {lost_up:,} B"))
-    if lost_down:
-        brackets.append(
-            (at_client, at_server, f"lost on the echo: {lost_down:,} B")
-        )
-    # Side by side past the end, so that neither hides the other.
-    for n, (low, high, text) in enumerate(brackets, start=1):
-        x = end_ms * (1 + 0.02 * n)
-        fig.add_annotation(
-            x=x,
-            y=(low + high) / 2,
-            xanchor="right",
-            showarrow=False,
-            text=text.replace(": ", ":<br>"),
-            font={"color": "#d62728", "size": 11},
-            align="right",
-            bgcolor="rgba(255,255,255,0.8)",
-            xshift=-6,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=[x, x],
-                y=[low, high],
-                mode="lines+markers",
-                marker={
-                    "symbol": "line-ew",
-                    "size": 12,
-                    "line": {"width": 2, "color": "#d62728"},
-                },
-                line={"color": "#d62728", "width": 3},
-                name=text,
-                hovertemplate=f"{text}<extra></extra>",
-            )
-        )
     if title is None:
         title = "Cumulative bytes"
         config = getattr(source, "config", None)
@@ -1533,23 +1536,121 @@ def cumulative_bytes_figure(
                 f"{getattr(source, 'outcome', '')}"
             )
     sub = (
-        f"sent {sent:,} B; the server received {at_server:,} B; the "
-        f"client received {at_client:,} B back"
+        f"sent {sent:,} B; the server received {at_server:,} B, the client "
+        f"{at_client:,} B back; lost: {lost_up:,} B upstream, "
+        f"{lost_down:,} B on the echo"
     )
     fig.update_layout(
         template=TEMPLATE,
         title=_title(title, sub),
-        xaxis={
-            "title": "time since the trial's first event (ms)",
-            "range": list(window_ms) if window_ms else None,
-        },
-        yaxis={"title": "bytes", "tickformat": ",d", "rangemode": "tozero"},
-        height=480,
-        margin={"t": 100},
+        height=640 if proactor else 460,
+        margin={"t": 100, "r": 40},
         hovermode="closest",
-        legend={"orientation": "h", "y": -0.2},
+        legend={"orientation": "h", "y": -0.12},
     )
+    fig.update_yaxes(
+        title_text="bytes",
+        tickformat=",d",
+        rangemode="tozero",
+        row=1,
+        col=1,
+    )
+    fig.update_xaxes(
+        range=list(window_ms) if window_ms else None,
+    )
+    fig.update_xaxes(
+        title_text="time since the trial's first event (ms)",
+        row=2 if proactor else 1,
+        col=1,
+    )
+    if proactor:
+        fig.update_yaxes(
+            title_text="completed, not delivered",
+            tickformat=",d",
+            rangemode="tozero",
+            row=2,
+            col=1,
+        )
     return fig
+
+
+def _line(
+    t: np.ndarray,
+    y: np.ndarray,
+    name: str,
+    color: str,
+    dash: str,
+    value: str,
+) -> go.Scatter | go.Scattergl:
+    trace = go.Scattergl if len(t) > 5000 else go.Scatter
+    return trace(
+        x=t,
+        y=y,
+        mode="lines",
+        name=name,
+        line={
+            "color": color,
+            "dash": dash,
+            "shape": "hv",
+            "width": 1.5 if dash == "dash" else 2,
+        },
+        hovertemplate=f"{name}<br>%{{x:.3f}} ms: {value}<extra></extra>",
+    )
+
+
+def _mark_discards(
+    fig: go.Figure,
+    table: pd.DataFrame,
+    backlogs: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> None:
+    # A red cross for each discarded completion, on its socket's gap line
+    # just after the discard, and an arrow to the first.
+    points = []
+    for e in table[table["kind"] == "completion_discarded"].itertuples():
+        sock = str(e.lane).replace("kernel-", "")
+        t, backlog = backlogs.get(sock, (np.array([0.0]), np.array([0])))
+        y = int(backlog[np.searchsorted(t, e.t_ms, "right") - 1])
+        points.append((e, y, sock))
+    if not points:
+        return
+    fig.add_trace(
+        go.Scatter(
+            x=[e.t_ms for e, _, _ in points],
+            y=[y for _, y, _ in points],
+            mode="markers",
+            marker={
+                "symbol": "x",
+                "size": 14,
+                "color": "#d62728",
+                "line": {"width": 1, "color": "#d62728"},
+            },
+            text=[
+                f"completion discarded on the {s} socket: {e.nbytes:,} B "
+                f"from stream offset {e.offset:,}"
+                for e, _, s in points
+            ],
+            hovertemplate="%{text}<br>%{x:.3f} ms<extra></extra>",
+            name="completion discarded",
+        ),
+        row=2,
+        col=1,
+    )
+    e, y, sock = points[0]
+    more = f" (+{len(points) - 1} more)" if len(points) > 1 else ""
+    fig.add_annotation(
+        x=e.t_ms,
+        y=y,
+        ax=-40,
+        ay=-40,
+        showarrow=True,
+        arrowhead=2,
+        arrowcolor="#d62728",
+        font={"color": "#d62728", "size": 11},
+        text=f"{sock} socket: {e.nbytes:,} B discarded{more}",
+        bgcolor="rgba(255,255,255,0.85)",
+        row=2,
+        col=1,
+    )
 
 
 # -- files ------------------------------------------------------------------

@@ -45,6 +45,12 @@ def test_panel_offers_only_loop_kinds_available_here(panel):
     assert tuple(panel.loop.options) == available_kinds()
 
 
+def test_panel_buffer_default_is_shown_as_os_default(panel):
+    """The OS default is a visible choice, not an empty dropdown."""
+    assert panel.sndbuf.label == "OS default"
+    assert panel.rcvbuf.label == "OS default"
+
+
 def test_panel_run_updates_figure_table_and_saves(panel, tmp_path):
     """A run fills the figure and the table and is saved under data/."""
     run = panel.run(wait=True, timeout=120)
@@ -116,12 +122,16 @@ def test_panel_bad_trials_is_named(panel):
 
 def test_panel_buffers_apply_to_the_chosen_sides(panel):
     """SO_SNDBUF/SO_RCVBUF go to both sides, or one, or keep defaults."""
+    default = panel.config()
     panel.sndbuf.value = 4096
     panel.rcvbuf.value = 16384
     panel.buffer_sides.value = "client only"
 
     config = panel.config()
 
+    assert panel.sndbuf.label == "4 KiB"
+    assert default.client_sndbuf_bytes is None
+    assert default.server_rcvbuf_bytes is None
     assert config.client_sndbuf_bytes == 4096
     assert config.client_rcvbuf_bytes == 16384
     assert config.server_sndbuf_bytes is None
