@@ -1370,10 +1370,17 @@ def timeline_figure(
                 f"{getattr(source, 'outcome', '')}"
             )
     lost_bytes = int(lost["length"].sum()) if lost is not None else 0
-    sub = [
-        f"{len(table):,} events over {end_ms:,.1f} ms",
-        f"{lost_bytes:,} bytes lost" if lost_bytes else "no bytes lost",
-    ]
+    discarded = int((table["kind"] == "completion_discarded").sum())
+    if ranges is None and not hasattr(source, "lost_ranges"):
+        # Bare events say nothing of what arrived: do not claim "none".
+        verdict = "lost ranges not given"
+    elif lost_bytes:
+        verdict = f"{lost_bytes:,} bytes lost"
+    else:
+        verdict = "no bytes lost"
+    sub = [f"{len(table):,} events over {end_ms:,.1f} ms", verdict]
+    if discarded:
+        sub.append(f"{discarded} completion(s) discarded")
     if decimation:
         sub.append(decimation)
     fig.update_layout(

@@ -343,6 +343,7 @@ def test_timeline_figure_builds_100k_events_quickly():
     drawn = sum(len(t.x) for t in fig.data if isinstance(t, go.Scattergl))
     assert drawn == 100_000
     assert build_s < 20
+    assert "lost ranges not given" in subtitle(fig)
 
 
 def test_cumulative_bytes_figure_measures_the_gap(lossy_trial):
