@@ -86,15 +86,17 @@ async def _bare(packets: int, packet_bytes: int) -> int:
     return received
 
 
-def bare_echo_trial(loop_kind: str, packets: int, packet_bytes: int) -> None:
-    """One bare echo session on a fresh loop of *loop_kind*."""
+def bare_echo_trial(loop_kind: str, packets: int, packet_bytes: int) -> str:
+    """One bare echo session on a fresh loop of *loop_kind*; returns
+    ``"complete"`` or what went short."""
     loop = new_loop(loop_kind)
     try:
         received = loop.run_until_complete(_bare(packets, packet_bytes))
     finally:
         loop.close()
     if received != packets * packet_bytes:
-        raise RuntimeError(f"bare echo received {received} bytes")
+        return f"short: {received} of {packets * packet_bytes} bytes"
+    return "complete"
 
 
 def main(loop_kind: str, rounds: int, packets: int, packet_bytes: int) -> int:
@@ -103,8 +105,12 @@ def main(loop_kind: str, rounds: int, packets: int, packet_bytes: int) -> int:
         pause_every_ms=0,
     )
     ways = {
-        "racelab, recording on": lambda: run_trial(config, record=True),
-        "racelab, recording off": lambda: run_trial(config, record=False),
+        "racelab, recording on": lambda: run_trial(
+            config, record=True
+        ).outcome,
+        "racelab, recording off": lambda: run_trial(
+            config, record=False
+        ).outcome,
         "bare asyncio echo": lambda: bare_echo_trial(
             loop_kind, packets, packet_bytes
         ),
@@ -112,15 +118,14 @@ def main(loop_kind: str, rounds: int, packets: int, packet_bytes: int) -> int:
     for way in ways.values():  # warm up: payload cache, imports
         way()
     times: dict[str, list[float]] = {name: [] for name in ways}
+    surprises: set[str] = set()
     for _ in range(rounds):
         for name, way in ways.items():
             started = time.perf_counter()
             result = way()
             times[name].append(time.perf_counter() - started)
-            if result is not None and result.outcome not in (
-                "inconclusive", "clean"
-            ):
-                raise RuntimeError(f"{name}: outcome {result.outcome}")
+            if result not in ("inconclusive", "clean", "complete"):
+                surprises.add(f"{name}: {result}")
     bare = statistics.median(times["bare asyncio echo"])
     mib = packets * packet_bytes / 2**20
     print(
@@ -133,4 +138,8 @@ def main(loop_kind: str, rounds: int, packets: int, packet_bytes: int) -> int:
             f"  {name:<24} {1 / median:7.2f} trials/s  "
             f"{mib / median:8.1f} MiB/s  {bare / median:5.2f}x bare"
         )
+    for surprise in sorted(surprises):
+        # A loop that loses data moves less of it: timings then compare
+        # unlike workloads.
+        print(f"  note: not every session moved every byte ({surprise})")
     return 0

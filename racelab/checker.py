@@ -254,6 +254,21 @@ class StreamChecker:
             return self._run_recv + self._expect - self._run_offset
         return self._lost.recv_offset + len(self._lost.buf)
 
+    def offset_at(self, recv_offset: int) -> int:
+        """Stream offset of the byte received at position *recv_offset*
+        (counting every byte fed, from 0), or -1 if it is garbage or not
+        located yet."""
+        if self._lost is None and recv_offset >= self._run_recv:
+            return self._run_offset + recv_offset - self._run_recv
+        for segment in reversed(self._segments):
+            if segment.recv_offset <= recv_offset:
+                if recv_offset >= segment.recv_offset + segment.length:
+                    return -1
+                if segment.offset < 0:
+                    return -1
+                return segment.offset + recv_offset - segment.recv_offset
+        return -1
+
     def locate(self, data: bytes | bytearray | memoryview) -> int | None:
         """Stream offset at which *data* starts; see
         :meth:`racelab.payload.Payload.locate`."""

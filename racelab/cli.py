@@ -151,6 +151,18 @@ def _positive_int(name: str):
     return parse
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"port must be an integer from 1 to 65535 (got {text!r})"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="racelab",
@@ -181,8 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--no-record", action="store_true",
-        help="do not record timelines (measures nothing faster; for "
-        "benchmarks)",
+        help="do not record timelines (for benchmarks); results then "
+        "lack what is read from them: discarded completions, their "
+        "attribution, and the kernel's share of bytes while paused",
     )
     run.add_argument(
         "--data-dir", type=Path, default=DEFAULT_DATA_DIR,
@@ -195,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("loops", help="list loop kinds and versions")
 
     runs = commands.add_parser("runs", help="list saved runs")
+    runs.set_defaults(parser=runs)
     runs.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
 
     show = commands.add_parser("show", help="summarise a saved run")
@@ -207,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bench",
         help="trial throughput: recording on, off, and bare asyncio",
     )
+    bench.set_defaults(parser=bench)
     bench.add_argument("--loop", default="selector")
     bench.add_argument("--rounds", type=_positive_int("rounds"), default=5)
     bench.add_argument(
@@ -219,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab = commands.add_parser(
         "lab", help="open the workbook in JupyterLab on 127.0.0.1"
     )
-    lab.add_argument("--port", type=_positive_int("port"), default=8888)
+    lab.set_defaults(parser=lab)
+    lab.add_argument("--port", type=_port, default=8888)
     lab.add_argument(
         "--browser", action="store_true",
         help="also open a web browser on this machine",
@@ -332,7 +348,7 @@ def _print_header(config: Config, trials: int, out) -> None:
     print(
         f"{'trial':>5} {'seed':>6} {'outcome':<12} {'lost B':>9} "
         f"{'pauses':>6} {'B@pause':>9} {'secs':>6}  lost ranges "
-        "(direction offset+length)",
+        "(direction@offset+length; for a hang: still missing)",
         file=out,
     )
 
@@ -394,8 +410,17 @@ def _cmd_loops(parser, args) -> int:
     return 0
 
 
+def _data_layer(parser):
+    # Saved runs are Parquet: reading them needs the data extra.
+    try:
+        from racelab import store
+    except ImportError as exc:
+        parser.error(f"reading saved runs needs racelab[data] ({exc})")
+    return store
+
+
 def _cmd_runs(parser, args) -> int:
-    from racelab import store
+    store = _data_layer(parser)
 
     runs = store.list_runs(args.data_dir)
     if not runs:
@@ -410,7 +435,7 @@ def _cmd_runs(parser, args) -> int:
 
 
 def _cmd_show(parser, args) -> int:
-    from racelab import store
+    store = _data_layer(parser)
 
     try:
         manifest = store.load_manifest(args.run_id, args.data_dir)
@@ -447,10 +472,18 @@ def _cmd_bench(parser, args) -> int:
     from racelab.bench import main as bench_main
 
     try:
-        get_kind(args.loop)
-    except ValueError as exc:
+        config = Config(loop=args.loop, packets=args.packets,
+                        packet_bytes=args.packet_bytes)
+    except ConfigError as exc:
         parser.error(str(exc))
-    return bench_main(args.loop, args.rounds, args.packets, args.packet_bytes)
+    reason = get_kind(config.loop).unavailable()
+    if reason is not None:
+        parser.error(f"loop {config.loop!r} is unavailable here: {reason}")
+    try:
+        return bench_main(args.loop, args.rounds, args.packets,
+                          args.packet_bytes)
+    except LoopUnavailable as exc:
+        parser.error(str(exc))
 
 
 def _cmd_lab(parser, args) -> int:

@@ -87,6 +87,7 @@ class ReadGate:
         self._paused_at = 0.0
         self._queued_at_pause = 0
         self.pauses = 0
+        self.scheduled_pauses = 0
         self.paused_s = 0.0
         self.bytes_while_paused = 0
         self.delivered_while_paused = 0
@@ -104,8 +105,12 @@ class ReadGate:
         transport = self._transport
         if transport is None or reason in self._reasons:
             return
+        if transport.is_closing():
+            return  # nothing to pause; and no pause to account for
         self._reasons.add(reason)
-        if len(self._reasons) > 1 or transport.is_closing():
+        if reason == "schedule":
+            self.scheduled_pauses += 1
+        if len(self._reasons) > 1:
             return
         self.pauses += 1
         self._paused_at = time.perf_counter()
@@ -202,12 +207,15 @@ class _EchoProtocol(asyncio.Protocol):
         payload: Payload,
         recorder: Recorder,
         on_error: Callable[[str, BaseException | str], None],
+        config: Config,
     ) -> None:
         self.recorder = recorder
+        self.config = config
         self.checker = StreamChecker(payload)
         self.gate = ReadGate(self.side, recorder)
         self.transport: asyncio.Transport | None = None
         self.port = 0
+        self._received = 0
         self._on_error = on_error
         self.eof = False
         self.closed: asyncio.Future[None] | None = None
@@ -222,21 +230,29 @@ class _EchoProtocol(asyncio.Protocol):
         self.port = local_port(transport)
         self.gate.attach(transport)
         self.closed = asyncio.get_running_loop().create_future()
+        high = self.config.write_high_bytes
+        low = self.config.write_low_bytes
+        if high is not None or low is not None:
+            transport.set_write_buffer_limits(high=high, low=low)
         self.recorder.record(self.side, "connection_made", 0, -1, self.port)
         if self.on_connection_made is not None:
             self.on_connection_made(self)
 
     def data_received(self, data: bytes) -> None:
         checker = self.checker
+        expected = checker.cursor
         checker.feed(data)
-        # The chunk's stream offset, read after the check so that a chunk
-        # arriving after a gap is placed where it came from, not where it
-        # was expected; -1 while the checker is still resynchronising.
-        end = checker.cursor
-        offset = end - len(data) if end >= len(data) else -1
-        self.recorder.record(
-            self.side, "data_received", len(data), offset, self.port
-        )
+        size = len(data)
+        # The stream offset of the chunk's first byte: where the checker
+        # expected it when it continued the stream in step, else where the
+        # checker located it (-1 while it cannot tell yet).
+        if expected >= 0 and checker.cursor == expected + size:
+            offset = expected
+        else:
+            offset = checker.offset_at(self._received)
+        self._received += size
+        self.recorder.record(self.side, "data_received", size, offset,
+                             self.port)
         if self.gate.paused:
             self.gate.delivered_while_paused += len(data)
             self.gate.bytes_while_paused += len(data)
@@ -282,16 +298,9 @@ class EchoServerProtocol(_EchoProtocol):
         on_error: Callable[[str, BaseException | str], None],
         config: Config,
     ) -> None:
-        super().__init__(payload, recorder, on_error)
+        super().__init__(payload, recorder, on_error, config)
         self._echo = config.direction == "both"
         self._backpressure = config.server_backpressure
-        self._limits = (config.write_high_bytes, config.write_low_bytes)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        high, low = self._limits
-        if high is not None or low is not None:
-            self.transport.set_write_buffer_limits(high=high, low=low)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -330,9 +339,8 @@ class EchoClientProtocol(_EchoProtocol):
         on_error: Callable[[str, BaseException | str], None],
         config: Config,
     ) -> None:
-        super().__init__(payload, recorder, on_error)
+        super().__init__(payload, recorder, on_error, config)
         self._payload = payload
-        self._config = config
         self._can_write: asyncio.Event | None = None
         self.finished: asyncio.Future[None] | None = None
         self.sent_bytes = 0
@@ -343,14 +351,11 @@ class EchoClientProtocol(_EchoProtocol):
         self._can_write = asyncio.Event()
         self._can_write.set()
         self.finished = loop.create_future()
-        high, low = self._config.write_high_bytes, self._config.write_low_bytes
-        if high is not None or low is not None:
-            self.transport.set_write_buffer_limits(high=high, low=low)
 
     async def send_all(self) -> None:
         """Write every packet, waiting while writing is paused, then EOF."""
         assert self.transport is not None and self._can_write is not None
-        size = self._config.packet_bytes
+        size = self.config.packet_bytes
         record = self.recorder.record
         view = self._payload.view
         transport = self.transport

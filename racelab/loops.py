@@ -175,7 +175,7 @@ def get_kind(name: str) -> LoopKind:
 
 def names_rule() -> str:
     """What a loop kind's name may be, for error messages."""
-    known = ", ".join(repr(n) for n in _registry)
+    known = ", ".join(repr(n) for n in _registry if ":" not in n)
     return f"one of {known} or 'module:callable'"
 
 
@@ -199,7 +199,13 @@ def new_loop(
     reason = kind.unavailable()
     if reason is not None:
         raise LoopUnavailable(f"loop kind {name!r} is unavailable: {reason}")
-    return kind.factory(options or LoopOptions())
+    loop = kind.factory(options or LoopOptions())
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        raise LoopUnavailable(
+            f"loop kind {name!r} built {type(loop).__name__}, "
+            "not an asyncio event loop"
+        )
+    return loop
 
 
 # -- the kinds racelab ships -------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 
 from racelab.config import Config
 from racelab.loops import LoopOptions, get_kind
-from racelab.stats import loss_rate
+from racelab.stats import CONCLUSIVE, loss_rate
 from racelab.trial import TrialResult, run_trial, trial_seeds
 
 __all__ = ["Run", "environment", "new_run_id", "run_trials"]
@@ -91,7 +91,12 @@ class Run:
             "trials": len(self.results),
             "outcomes": dict(self.outcomes()),
             "loss_rate": rate,
-            "lost_bytes": sum(r.lost_bytes for r in self.results),
+            # Bytes a hang or an error had not received yet are missing,
+            # not lost: only trials that ended normally count.
+            "lost_bytes": sum(
+                r.lost_bytes for r in self.results
+                if r.outcome in CONCLUSIVE
+            ),
             "pauses": sum(r.pauses for r in self.results),
         }
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -69,7 +70,22 @@ class SavedRun:
         return self.manifest["run_id"]
 
 
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def run_dir(run_id: str, data_dir: Path | str = "data") -> Path:
+    """The folder of run *run_id* under *data_dir*.
+
+    Raises:
+      RunNotFound: *run_id* is not a plain name (letters, digits, ``.``,
+        ``_``, ``-``; no leading dot), so it cannot name a folder of
+        ``runs/`` and nothing outside it.
+    """
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
+        raise RunNotFound(
+            "run_id must be letters, digits, '.', '_' or '-', not starting "
+            f"with '.' (got {run_id!r})"
+        )
     return Path(data_dir) / "runs" / run_id
 
 
@@ -133,7 +149,7 @@ def load_manifest(run_id: str, data_dir: Path | str = "data") -> dict:
 
     Raises:
       RunNotFound: no run of that id under *data_dir*; the message lists
-        the nearest ids.
+        the latest ids.
     """
     path = run_dir(run_id, data_dir) / "manifest.json"
     if not path.is_file():

@@ -119,6 +119,8 @@ class TrialResult:
     sockbufs: dict[str, int]
     """What the kernel set, e.g. ``client_rcvbuf_bytes``."""
     error: str | None = None
+    closing_error: str | None = None
+    """What went wrong while tearing the trial down, after its verdict."""
     discarded: tuple[LostRange, ...] = ()
     """Bytes kernel completions carried that the loop threw away."""
     attribution_agrees: bool | None = None
@@ -180,6 +182,7 @@ class TrialResult:
             "network": self.network,
             "sockbufs": dict(self.sockbufs),
             "error": self.error,
+            "closing_error": self.closing_error,
             "discarded_bytes": self.discarded_bytes,
             "attribution_agrees": self.attribution_agrees,
             "received_bytes": {
@@ -214,11 +217,14 @@ def run_trial(
         :mod:`racelab.testing` checks that the harness notices faults.
 
     Returns:
-      The verdict with its evidence.  Whatever the trial found, including
-      an exception inside it, is a result, not an exception.
+      The verdict with its evidence.  Whatever the trial found once
+      connected, an exception in a callback included, is a result, not an
+      exception.
 
     Raises:
       racelab.LoopUnavailable: the loop kind cannot be built here.
+      RuntimeError: the trial could not be set up (sockets refused, or
+        the loop never connected within ``config.timeout_s``).
     """
     get_kind(config.loop)  # an unknown kind is the caller's mistake
     try:
@@ -372,9 +378,9 @@ class _Trial:
 
         listener = _open_socket(loop)
         client_sock = _open_socket(loop)
-        server = None
-        client = None
-        try:
+        made: dict[str, Any] = {}  # what exists so far, to undo on failure
+
+        async def connect() -> tuple[Any, Any, Any]:
             # Buffer sizes go on before listen()/connect(): the receive
             # buffer fixes the window scale offered in the handshake, and
             # accepted sockets inherit the listener's options.
@@ -382,27 +388,42 @@ class _Trial:
             listener.bind(("127.0.0.1", 0))
             listener.listen(1)
             listener.setblocking(False)
-            server = await loop.create_server(server_factory, sock=listener)
+            made["server"] = await loop.create_server(
+                server_factory, sock=listener
+            )
             self._set_sockbufs(client_sock, "client")
             client_sock.setblocking(False)
             await loop.sock_connect(client_sock, listener.getsockname())
-            _, client = await loop.create_connection(
+            _, made["client"] = await loop.create_connection(
                 client_factory, sock=client_sock
             )
-            client_sock = None  # the transport owns it now
-            server_protocol = await asyncio.wait_for(
-                server_made, config.timeout_s
+            return made["server"], made["client"], await server_made
+
+        try:
+            server, client, server_protocol = await asyncio.wait_for(
+                connect(), config.timeout_s
             )
         except Exception as exc:
             # Failing to set up is a harness failure (the machine refused
-            # sockets), not a trial verdict.
-            if client_sock is not None:
-                client_sock.close()
-            if server is None:
-                listener.close()
+            # sockets, or a user's loop never connected), not a verdict.
+            if "client" in made:
+                made["client"].transport.abort()
             else:
-                server.close()
-            raise RuntimeError(f"cannot set up the echo trial: {exc}") from exc
+                client_sock.close()
+            if server_made.done():
+                server_made.result().transport.abort()
+            if "server" in made:
+                made["server"].close()
+            else:
+                listener.close()
+            reason = (
+                f"not connected within timeout_s={config.timeout_s}"
+                if isinstance(exc, asyncio.TimeoutError)
+                else exc
+            )
+            raise RuntimeError(
+                f"cannot set up the echo trial: {reason}"
+            ) from None
 
         self._read_sockbufs(
             client.transport.get_extra_info("socket"), "client", client.port
@@ -455,15 +476,22 @@ class _Trial:
         if config.direction == "both":
             streams["down"] = client.checker.report()
         self.recorder.record("harness", "verdict", 0, -1, 0)
+        # Errors up to the verdict decide it.  Closing comes after: a peer
+        # reset while tearing down a hung trial is not what the trial found.
+        verdict_errors = list(self.errors)
 
-        await self._close(sender, client, server_protocol, server)
+        await self._close(sender, client, server_protocol, server,
+                          abort=timed_out)
+        closing_errors = self.errors[len(verdict_errors):]
 
         result = TrialResult(
             config=config,
             outcome="",
             streams=streams,
             pauses=sum(p.gate.pauses for p in sides.values()),
-            scheduled_pauses=0,
+            scheduled_pauses=sum(
+                p.gate.scheduled_pauses for p in sides.values()
+            ),
             paused_s=sum(p.gate.paused_s for p in sides.values()),
             bytes_while_paused=sum(
                 p.gate.bytes_while_paused for p in sides.values()
@@ -472,7 +500,8 @@ class _Trial:
             loop_time_s=loop_time_s,
             network=self.network,
             sockbufs=self.sockbufs,
-            error="; ".join(self.errors) or None,
+            error="; ".join(verdict_errors) or None,
+            closing_error="; ".join(closing_errors) or None,
             events=self.recorder.events,
         )
         _explain(result, sides, timed_out, self.payload)
@@ -488,13 +517,20 @@ class _Trial:
         client: EchoClientProtocol,
         server_protocol: EchoServerProtocol,
         server: asyncio.AbstractServer,
+        abort: bool,
     ) -> None:
+        # A trial that ended normally has flushed both ways, so close()
+        # is quick.  A hung one may hold unsent data that its paused peer
+        # will never read: close() would wait for it, so abort.
         sender.cancel()
-        client.transport.close()
-        server_protocol.transport.close()
+        for transport in (client.transport, server_protocol.transport):
+            if abort:
+                transport.abort()
+            else:
+                transport.close()
         server.close()
         waits = [client.closed, server_protocol.closed, sender]
-        done, pending = await asyncio.wait(waits, timeout=_CLOSE_TIMEOUT_S)
+        _, pending = await asyncio.wait(waits, timeout=_CLOSE_TIMEOUT_S)
         for transport in (client.transport, server_protocol.transport):
             if not transport.is_closing() or pending:
                 transport.abort()
@@ -525,10 +561,6 @@ def _explain(
 ) -> None:
     """Fill in the verdict, the exposure and the loss attribution."""
     events = result.events
-    result.scheduled_pauses = sum(
-        1 for e in events
-        if e.kind == "pause_reading" and e.detail == "reason=schedule"
-    )
     kernel = [e for e in events if e.side == "kernel"]
     if kernel:
         result.bytes_while_paused += _kernel_bytes_while_paused(
@@ -676,8 +708,9 @@ def _junction_shift(
     # (negative: right) so that it falls on an upstream discard's edge,
     # where the bytes allow it; 0 when no such move exists.
     end = first.offset + first.length
-    for shift in sorted(range(-_MAX_SLIDE_BYTES, _MAX_SLIDE_BYTES + 1),
-                        key=abs):
+    # Neither run may shrink to nothing.
+    reach = min(_MAX_SLIDE_BYTES, first.length - 1, second.length - 1)
+    for shift in sorted(range(-reach, reach + 1), key=abs):
         if end - shift not in edges and second.offset - shift not in edges:
             continue
         if shift > 0 and (

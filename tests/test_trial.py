@@ -8,7 +8,7 @@ import pytest
 from racelab import Config
 from racelab.run import run_trials
 from racelab.testing import DroppingEchoServer, StallingEchoServer
-from racelab.trial import OUTCOMES, run_trial
+from racelab.trial import run_trial
 
 SMALL = dict(packets=200, packet_bytes=16384, timeout_s=20.0)
 
@@ -166,7 +166,7 @@ def test_trial_inside_a_running_loop_uses_its_own_loop():
     outer, still, result = asyncio.run(caller())
 
     assert outer is still
-    assert result.outcome in OUTCOMES
+    assert result.outcome in ("clean", "inconclusive")
     assert result.streams["down"].complete
     assert threading.active_count() == threads
 
@@ -232,3 +232,84 @@ def test_fixed_loops_soak_lose_nothing(loop_kind, cadence_ms):
 
     assert run.summary()["lost_bytes"] == 0
     assert {r.outcome for r in run.results} <= {"clean", "inconclusive"}
+
+
+@pytest.mark.parametrize("timeout_s", [0.02, 0.05])
+def test_hang_stays_hang_when_closing_resets(timeout_s):
+    """A reset while tearing down a hung trial is a closing error, not
+    the verdict: the trial is still a hang."""
+    config = Config(packets=2000, timeout_s=timeout_s)
+
+    results = [run_trial(config.replace(seed=s)) for s in range(3)]
+
+    for result in results:
+        assert result.outcome == "hang", (result.error, result.closing_error)
+        assert result.error is None
+        kinds = [e.kind for e in result.events]
+        assert kinds.index("timeout") < kinds.index("verdict")
+
+
+def test_summary_counts_lost_bytes_of_ended_trials_only():
+    """Bytes a hang had not received yet are not added to bytes lost."""
+    from racelab.run import Run
+
+    hang = run_trial(Config(packets=2000, timeout_s=0.02))
+    run = Run(run_id="x", config=hang.config, trials_requested=1,
+              started_at="", environment={}, results=[hang])
+
+    summary = run.summary()
+
+    assert hang.outcome == "hang" and hang.lost_bytes > 0
+    assert summary["lost_bytes"] == 0
+    assert summary["loss_rate"]["conclusive"] == 0
+
+
+def test_read_gate_ignores_pause_on_a_closing_transport():
+    """Asking to pause a closing transport neither pauses nor counts."""
+    from racelab.echo import ReadGate
+    from racelab.events import Recorder
+
+    class Closing:
+        def get_extra_info(self, name):
+            return None
+
+        def is_closing(self):
+            return True
+
+        def pause_reading(self):
+            raise AssertionError("paused a closing transport")
+
+        def resume_reading(self):
+            raise AssertionError("resumed a closing transport")
+
+    recorder = Recorder()
+    gate = ReadGate("server", recorder)
+    gate.attach(Closing())
+
+    gate.pause("schedule")
+    gate.resume("schedule")
+    gate.close()
+
+    assert gate.pauses == 0
+    assert gate.paused_s == 0.0
+    assert not gate.paused
+    assert len(recorder) == 0
+
+
+def test_data_received_offset_is_the_first_byte_of_a_chunk_over_a_gap():
+    """A chunk that spans a gap is recorded at its first byte's offset."""
+    from racelab.checker import StreamChecker
+    from racelab.payload import Payload
+
+    payload = Payload(3, 50_000)
+    data = payload.data
+    checker = StreamChecker(payload)
+
+    checker.feed(data[:10_000])
+    checker.feed(data[10_000:20_000] + data[30_000:40_000])
+
+    assert checker.offset_at(0) == 0
+    assert checker.offset_at(10_000) == 10_000
+    assert checker.offset_at(19_999) == 19_999
+    assert checker.offset_at(20_000) == 30_000
+    assert checker.offset_at(29_999) == 39_999

@@ -585,9 +585,11 @@ def _runs(
     return runs
 
 
-# Prefixes shorter than this are not searched for: short runs may occur
-# in many places of a payload.
-_MIN_RUN_BYTES = 64
+# Prefixes shorter than this are not searched for: a short run may occur
+# in many places of a payload.  Payload.locate accepts a run too short to
+# hold a header only if it occurs exactly once, and 16 bytes (its
+# VERIFY_BYTES) is where the checker starts trusting a run too.
+_MIN_RUN_BYTES = 16
 
 
 def _check_flags(flags: int) -> None:
