@@ -111,20 +111,13 @@ def register_factory(name: str, target: str, *, replace: bool = False) -> None:
     Raises:
       ValueError: *target* is not of the form ``module:callable``.
     """
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(
-            f"factory must be 'module:callable' (got {target!r})"
-        )
+    module_name = _split_target(target)[0]
 
     def load() -> Callable[[], asyncio.AbstractEventLoop]:
         try:
-            obj = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError) as exc:
-            raise LoopUnavailable(f"cannot load {target}: {exc}") from exc
-        return obj
+            return resolve(target)
+        except LookupError as exc:
+            raise LoopUnavailable(str(exc)) from exc
 
     def unavailable() -> str | None:
         try:
@@ -147,6 +140,35 @@ def register_factory(name: str, target: str, *, replace: bool = False) -> None:
         ),
         replace=replace,
     )
+
+
+def _split_target(target: str) -> tuple[str, str]:
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(
+            f"factory must be 'module:callable' (got {target!r})"
+        )
+    return module_name, attr
+
+
+def resolve(target: str) -> Callable[..., object]:
+    """The callable that ``"module:callable"`` names, imported.
+
+    Raises:
+      ValueError: *target* is not of that form.
+      LookupError: the module or the attribute does not exist (the
+        message names which).
+    """
+    module_name, attr = _split_target(target)
+    try:
+        obj = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise LookupError(f"cannot load {target}: {exc}") from None
+    if not callable(obj):
+        raise LookupError(f"cannot load {target}: not callable")
+    return obj
 
 
 def kind_names() -> tuple[str, ...]:

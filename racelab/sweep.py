@@ -40,7 +40,6 @@ import concurrent.futures as cf
 import contextlib
 import datetime
 import functools
-import importlib
 import itertools
 import json
 import math
@@ -58,6 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from racelab import loops
 from racelab.config import Config, ConfigError
 from racelab.events import EVENT_FIELDS
 from racelab.loops import get_kind
@@ -363,13 +363,13 @@ def _run_setup(target: str | None) -> None:
     # with racelab.register_factory, say).
     if not target or target in _setups_done:
         return
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError("worker_setup", "'module:callable'", target)
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    obj()
+    try:
+        setup = loops.resolve(target)
+    except (ValueError, LookupError) as exc:
+        raise ConfigError(
+            "worker_setup", f"'module:callable' that imports ({exc})", target
+        ) from None
+    setup()
     _setups_done.add(target)
 
 
