@@ -89,9 +89,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _convert(name: str, text: str) -> Any:
-    # Turn CLI text into the field's type.  Text that does not convert is
-    # passed on unchanged, so that Config names the field and its rule.
+def field_from_text(name: str, text: str) -> Any:
+    """Turn option text into the type of Config field *name*.
+
+    Text that does not convert is returned unchanged, so that Config
+    names the field and its rule when it refuses it.
+    """
     hint = typing.get_type_hints(Config)[name]
     args = typing.get_args(hint) or (hint,)
     kinds = [t for t in args if t is not type(None)]
@@ -113,27 +116,30 @@ def _convert(name: str, text: str) -> Any:
     return value
 
 
+def config_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the options set (a preset, then each option),
+    converted from text but not yet validated."""
+    values: dict[str, Any] = dict(PRESETS.get(args.preset or "", {}))
+    for side in ("client", "server"):
+        for name in ("sndbuf", "rcvbuf"):
+            text = getattr(args, f"{name}_bytes")
+            if text is not None:
+                field = f"{side}_{name}_bytes"
+                values[field] = field_from_text(field, text)
+    for name in Config.field_names():
+        text = getattr(args, name)
+        if text is not None:
+            values[name] = field_from_text(name, text)
+    return values
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """Build the config the options describe.
 
     Raises:
       ConfigError: a value breaks its field's rule.
     """
-    values: dict[str, Any] = dict(PRESETS.get(args.preset or "", {}))
-    for side in ("client", "server"):
-        if args.sndbuf_bytes is not None:
-            values[f"{side}_sndbuf_bytes"] = _convert(
-                f"{side}_sndbuf_bytes", args.sndbuf_bytes
-            )
-        if args.rcvbuf_bytes is not None:
-            values[f"{side}_rcvbuf_bytes"] = _convert(
-                f"{side}_rcvbuf_bytes", args.rcvbuf_bytes
-            )
-    for name in Config.field_names():
-        text = getattr(args, name)
-        if text is not None:
-            values[name] = _convert(name, text)
-    return Config(**values)
+    return Config(**config_values(args))
 
 
 def _positive_int(name: str):

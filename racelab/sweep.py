@@ -237,10 +237,10 @@ def _check_trials(trials: Any) -> None:
 def _coerce(name: str, value: Any) -> Any:
     # Text from a command line or a TOML string ('default', '4096') takes
     # the field's type; typed values pass on, for Config to judge.
-    from racelab.cli import _convert
+    from racelab.cli import field_from_text
 
     if isinstance(value, str) and name in Config.field_names():
-        return _convert(name, value.strip())
+        return field_from_text(name, value.strip())
     return value
 
 
@@ -1067,7 +1067,8 @@ class _Tally:
         self.done[trial] = 1
         self.count += 1
         self.outcomes[row["outcome"]] += 1
-        self.lost_bytes += int(row["lost_bytes"])
+        if row["outcome"] in CONCLUSIVE:  # a hang's bytes are missing
+            self.lost_bytes += int(row["lost_bytes"])
         self.pauses += int(row["pauses"])
 
     def summary(self) -> dict[str, Any]:
@@ -1619,25 +1620,6 @@ def _number(name: str, text: str | None, kind: type) -> Any:
     return value
 
 
-def _config_values(args: argparse.Namespace) -> dict[str, Any]:
-    # Only the options given, so that a sweep file's [config] is
-    # overridden by what the command line says and by nothing else.
-    from racelab.cli import PRESETS, _convert
-
-    values: dict[str, Any] = dict(PRESETS.get(args.preset or "", {}))
-    for side in ("client", "server"):
-        for name in ("sndbuf", "rcvbuf"):
-            text = getattr(args, f"{name}_bytes")
-            if text is not None:
-                field = f"{side}_{name}_bytes"
-                values[field] = _convert(field, text)
-    for name in Config.field_names():
-        text = getattr(args, name)
-        if text is not None:
-            values[name] = _convert(name, text)
-    return values
-
-
 def _grid_from_args(args: argparse.Namespace) -> Grid:
     axes: dict[str, Any] = {}
     base: dict[str, Any] = {}
@@ -1657,7 +1639,11 @@ def _grid_from_args(args: argparse.Namespace) -> Grid:
             raise ConfigError("--grid", "given once per field", name)
         given.add(name)
         axes[name] = values
-    base.update(_config_values(args))
+    # Only the options given, so that a sweep file's [config] is
+    # overridden by what the command line says and by nothing else.
+    from racelab.cli import config_values
+
+    base.update(config_values(args))
     trials = _number("trials", args.trials, int) or trials
     return make_grid(axes, base, DEFAULT_TRIALS if trials is None else trials)
 

@@ -35,6 +35,7 @@ This module uses only the standard library.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import socket
@@ -73,6 +74,17 @@ DEQUEUED = "dequeued"
 
 #: Operations whose completion carries received bytes.
 RECEIVE_KINDS = frozenset({"recv", "recv_into"})
+
+# Operations that wait for the socket to be readable (the rest wait for
+# it to be writable).
+READ_KINDS = RECEIVE_KINDS | {"accept"}
+
+
+def aborted() -> ConnectionAbortedError:
+    """The error of an operation whose socket was closed under it."""
+    return ConnectionAbortedError(
+        errno.ECONNABORTED, "the socket was closed under a pending operation"
+    )
 
 
 class Op:

@@ -52,9 +52,11 @@ from racelab.iocp.proactor import (
     ABORTED,
     COMPLETED,
     POSTED,
+    READ_KINDS,
     RECEIVE_KINDS,
     EmulatedProactor,
     Op,
+    aborted,
 )
 from racelab.iocp.simnet import (
     CLOSED,
@@ -69,7 +71,6 @@ from racelab.iocp.simnet import (
 
 __all__ = ["DeterministicKernel", "SimParams"]
 
-_READ_KINDS = frozenset({"recv", "recv_into", "accept"})
 
 # Poll the real self-pipe once every this many busy waits.
 _REAL_POLL_EVERY = 64
@@ -176,7 +177,7 @@ class DeterministicKernel:
             self._post_real(op)
             return
         if sock.fileno() == -1:
-            self._fail(op, _aborted())
+            self._fail(op, aborted())
             return
         if op.kind == "connect":
             self._start_connect(op)
@@ -188,7 +189,7 @@ class DeterministicKernel:
             self._fail(op, _oserror(errno.ENOTCONN))
             return
 
-        queue = sock.reads if op.kind in _READ_KINDS else sock.writes
+        queue = sock.reads if op.kind in READ_KINDS else sock.writes
         if (
             self.sync_completion
             and not queue
@@ -311,7 +312,7 @@ class DeterministicKernel:
         sock.state = CLOSED
         for queue in (sock.reads, sock.writes):
             while queue:
-                self._fail(queue.popleft(), _aborted())
+                self._fail(queue.popleft(), aborted())
         if self._bound.get(sock.local[1] if sock.local else -1) is sock:
             del self._bound[sock.local[1]]
 
@@ -398,7 +399,7 @@ class DeterministicKernel:
         if op.state != POSTED:
             return  # aborted meanwhile
         sock = op.sock
-        queue = sock.reads if op.kind in _READ_KINDS else sock.writes
+        queue = sock.reads if op.kind in READ_KINDS else sock.writes
         if not queue or queue[0] is not op:
             return
         if self._attempt(op):
@@ -423,7 +424,7 @@ class DeterministicKernel:
         # Perform what the op can do now; True when it completed.
         sock = op.sock
         if sock.state == CLOSED:
-            self._fail(op, _aborted())
+            self._fail(op, aborted())
             return True
         if op.kind == "accept":
             if not sock.backlog:
@@ -581,7 +582,7 @@ class DeterministicKernel:
     def _poll_real(self, timeout: float | None) -> None:
         for op in [op for op in self._real if op.sock.fileno() == -1]:
             self._real.remove(op)
-            self._fail(op, _aborted())
+            self._fail(op, aborted())
         if not self._real:
             return
         ready, _, _ = select.select(
@@ -608,7 +609,3 @@ def _oserror(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
-def _aborted() -> ConnectionAbortedError:
-    return ConnectionAbortedError(
-        errno.ECONNABORTED, "the socket was closed under a pending operation"
-    )

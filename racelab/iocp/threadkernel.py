@@ -38,15 +38,15 @@ from racelab.iocp.proactor import (
     ABORTED,
     COMPLETED,
     POSTED,
+    READ_KINDS,
     EmulatedProactor,
     Op,
+    aborted,
 )
 
 __all__ = ["LinuxSocket", "ThreadKernel"]
 
 # Operations that wait for the socket to be readable or writable.
-_READ_KINDS = frozenset({"recv", "recv_into", "accept"})
-_WRITE_KINDS = frozenset({"send", "connect"})
 
 # How long the kernel thread sleeps at most: the safety net for sockets
 # closed under a pending operation without a cancel (closing a descriptor
@@ -148,7 +148,7 @@ class ThreadKernel:
             if op.kind == "connect" and not self._start_connect(op):
                 return
             reads, writes = self._queues.get(op.sock) or self._new_queues(op)
-            queue = reads if op.kind in _READ_KINDS else writes
+            queue = reads if op.kind in READ_KINDS else writes
 
             # Synchronous completion: try the I/O now, as WSARecv does
             # when data is already buffered.  Only at the head of the
@@ -252,7 +252,7 @@ class ThreadKernel:
         # result or an error), False when it must wait for readiness.
         sock = op.sock
         if sock.fileno() == -1:
-            self._fail(op, _aborted())
+            self._fail(op, aborted())
             return True
         try:
             if op.kind == "recv_into":
@@ -283,7 +283,7 @@ class ThreadKernel:
             return False
         except OSError as exc:
             if exc.errno == errno.EBADF or sock.fileno() == -1:
-                exc = _aborted()
+                exc = aborted()
             self._fail(op, exc)
             return True
         self._complete(op)
@@ -366,7 +366,3 @@ def _drain(sock: socket.socket) -> None:
         pass
 
 
-def _aborted() -> ConnectionAbortedError:
-    return ConnectionAbortedError(
-        errno.ECONNABORTED, "the socket was closed under a pending operation"
-    )
