@@ -211,6 +211,7 @@ class _EchoProtocol(asyncio.Protocol):
     ) -> None:
         self.recorder = recorder
         self.config = config
+        self.payload = payload
         self.checker = StreamChecker(payload)
         self.gate = ReadGate(self.side, recorder)
         self.transport: asyncio.Transport | None = None
@@ -291,16 +292,11 @@ class EchoServerProtocol(_EchoProtocol):
 
     side = "server"
 
-    def __init__(
-        self,
-        payload: Payload,
-        recorder: Recorder,
-        on_error: Callable[[str, BaseException | str], None],
-        config: Config,
-    ) -> None:
-        super().__init__(payload, recorder, on_error, config)
-        self._echo = config.direction == "both"
-        self._backpressure = config.server_backpressure
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Read once here, not per chunk on the hot path.
+        self._echo = self.config.direction == "both"
+        self._backpressure = self.config.server_backpressure
+        super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -331,19 +327,9 @@ class EchoClientProtocol(_EchoProtocol):
     """Sends the payload, honouring flow control, and checks the echo."""
 
     side = "client"
-
-    def __init__(
-        self,
-        payload: Payload,
-        recorder: Recorder,
-        on_error: Callable[[str, BaseException | str], None],
-        config: Config,
-    ) -> None:
-        super().__init__(payload, recorder, on_error, config)
-        self._payload = payload
-        self._can_write: asyncio.Event | None = None
-        self.finished: asyncio.Future[None] | None = None
-        self.sent_bytes = 0
+    _can_write: asyncio.Event | None = None
+    finished: asyncio.Future[None] | None = None
+    sent_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -357,11 +343,11 @@ class EchoClientProtocol(_EchoProtocol):
         assert self.transport is not None and self._can_write is not None
         size = self.config.packet_bytes
         record = self.recorder.record
-        view = self._payload.view
+        view = self.payload.view
         transport = self.transport
         can_write = self._can_write
         port = self.port
-        for start in range(0, self._payload.size, size):
+        for start in range(0, self.payload.size, size):
             if not can_write.is_set():
                 await can_write.wait()
             if transport.is_closing():
