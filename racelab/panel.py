@@ -589,14 +589,15 @@ class ControlPanel:
 
 
 def interact_figure(make: Callable[..., go.Figure], **controls: Any) -> w.VBox:
-    """The interactive version of a figure function, redrawn in place.
+    """The interactive version of a figure function.
 
     Like :func:`ipywidgets.interact`, with the same abbreviations for the
-    controls (a list is a dropdown, ``(low, high)`` a slider), but the
-    figure lives in one ``FigureWidget`` that each change redraws,
-    instead of being displayed anew in an Output widget.  (A large
-    figure displayed inside an Output widget kept nbclient, and so
-    papermill, waiting for the cell to finish until its timeout.)
+    controls (a list is a dropdown, ``(low, high)`` a slider), but each
+    change puts a new ``FigureWidget`` of ``make(**values)`` under the
+    controls instead of displaying the figure in an Output widget.  (A
+    large figure displayed inside an Output widget kept nbclient, and so
+    papermill, waiting for the cell until its timeout; and a figure
+    relaid out in place drew its subtitle above its title.)
 
     Args:
       make: returns a figure for the controls' values, e.g.
@@ -604,22 +605,25 @@ def interact_figure(make: Callable[..., go.Figure], **controls: Any) -> w.VBox:
       controls: keyword abbreviations, as for ``interact``.
 
     Returns:
-      The controls, an output area for errors, then the figure.
+      The controls (with an output area for errors), then the figure.
     """
-    view = go.FigureWidget()
-    view.add_class("racelab-figure")
+    box = w.VBox()
 
     def redraw(**values: Any) -> None:
         fresh = make(**values)
-        with view.batch_update():
-            view.data = []
-            view.add_traces(fresh.data)
-            view.layout = fresh.layout
-            if fresh.layout.width is None:
-                view.layout.width = FIGURE_WIDTH
+        if fresh.layout.width is None:
+            fresh.update_layout(width=FIGURE_WIDTH)
+        view = go.FigureWidget(fresh)
+        view.add_class("racelab-figure")
+        old = box.children[1:]
+        box.children = (ui, view) if ui is not None else (view,)
+        for widget in old:
+            widget.close()
 
-    ui = w.interactive(redraw, **controls)
-    return w.VBox([ui, view])
+    ui = None
+    ui = w.interactive(redraw, **controls)  # draws the first figure
+    box.children = (ui, *box.children[-1:])
+    return box
 
 
 def _choices(value: int | None) -> list[tuple[str, int]]:

@@ -319,11 +319,23 @@ def _rate_text(row: pd.Series) -> str:
 
 
 def _title(text: str, subtitle: str) -> dict:
+    # The subtitle goes into the title's text, a smaller line each, not
+    # into title.subtitle: a FigureWidget drew that at the top of the
+    # figure, above the title.  Anchored at the top, the lines grow down
+    # into the top margin, which each figure sizes for them.
+    lines = [line for line in subtitle.split("<br>") if line]
+    small = "".join(
+        f'<br><span style="font-size:11px">{line}</span>' for line in lines
+    )
     return {
-        "text": text,
-        "subtitle": {"text": subtitle, "font": {"size": 11}},
+        "text": f"{text}{small}",
         "x": 0.0,
         "xanchor": "left",
+        "xref": "container",
+        "y": 1.0,
+        "yanchor": "top",
+        "yref": "container",
+        "pad": {"t": 14},
     }
 
 
@@ -579,6 +591,16 @@ def loss_curves(
                 hovertext=[_rate_text(r) for _, r in group.iterrows()],
                 hoverinfo="x+text+name",
             )
+        )
+    if not fig.data:
+        # Say why the axes are empty rather than leave a blank figure.
+        fig.add_annotation(
+            text="no conclusive trial to draw (see the outcome counts)",
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
         )
     values = table[x].astype(float)
     ticks = sorted(set(values.tolist()))

@@ -176,16 +176,19 @@ def test_panel_never_patches_asyncio(panel):
 
 
 def test_interact_figure_redraws_one_figure_widget():
-    """Changing a control redraws the same FigureWidget in place."""
+    """The figure follows the controls, one FigureWidget at a time."""
     import plotly.graph_objects as go
 
     def make(n=1):
         return go.Figure(go.Scatter(x=list(range(n)), y=list(range(n))))
 
     box = interact_figure(make, n=(1, 10))
-    ui, view = box.children
+    ui, first = box.children
     slider = ui.children[0]
     slider.value = 7
+    _, view = box.children
 
-    assert len(view.data) == 1
+    assert len(first.data[0].x) == 5
     assert len(view.data[0].x) == 7
+    assert len(box.children) == 2
+    assert "racelab-figure" in view._dom_classes

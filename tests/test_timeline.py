@@ -48,7 +48,7 @@ def big_trial_events(count):
 
 
 def subtitle(fig):
-    return fig.layout.title.subtitle.text
+    return fig.layout.title.text.split("<br>", 1)[1]
 
 
 # -- rates --------------------------------------------------------------------
@@ -211,6 +211,25 @@ def test_loss_curves_draw_a_band_and_a_line_per_group():
     assert [t.name for t in lines] == ["emulated-proactor", "selector"]
     assert len(fills) == 2
     assert fig.layout.xaxis.type == "log"
+
+
+def test_loss_curves_without_conclusive_trials_say_so():
+    """A figure with nothing to draw says why instead of staying blank."""
+    trials = trials_of(
+        [
+            {
+                "loop": "selector",
+                "pause_every_ms": 1.0,
+                "outcome": "error",
+                "lost_bytes": 0,
+            }
+        ]
+    )
+
+    fig = timeline.loss_curves(trials)
+
+    assert not fig.data
+    assert "no conclusive trial" in fig.layout.annotations[0].text
 
 
 def test_trials_figure_keeps_one_trace_per_outcome():
