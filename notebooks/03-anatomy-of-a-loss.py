@@ -112,11 +112,13 @@ timeline.timeline_figure(trial, window_ms=window)
 timeline.cumulative_bytes_figure(trial)
 
 # %% [markdown]
-# Solid lines count what the protocols saw, dashed lines what the kernel
-# completed into posted receive buffers.
-# At each red cross a dashed line steps up but its solid line never
-# follows: those bytes were received by the kernel and discarded by the
-# loop, and the brackets at the end measure the gap.
+# Top: solid lines count what the protocols saw, dashed lines what the
+# kernel completed into posted receive buffers.
+# Bottom: the difference on each socket, bytes completed but not yet
+# delivered.
+# It drops back to zero whenever the transport catches up, except at a
+# red cross: there the loop discarded a completion, and the floor rises
+# for good, ending at the bytes that socket lost.
 
 # %% [markdown]
 # ## The same seed on today's transport

@@ -138,9 +138,10 @@ timeline.cumulative_bytes_figure(
 )
 
 # %% [markdown]
-# Bytes sent, received and echoed against time: where a dashed kernel
-# line leaves its solid line for good, a completion was discarded (red
-# cross); the brackets at the end measure what each direction lost.
+# Bytes sent, received and echoed against time, then, per socket, the
+# bytes the kernel completed that were not yet delivered: after each
+# discarded completion (red cross) that line never returns to zero, and
+# it ends at what the socket lost.
 
 # %% [markdown]
 # ## Any trial

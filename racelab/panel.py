@@ -26,6 +26,7 @@ returns the :class:`~racelab.run.Run`.
 from __future__ import annotations
 
 import html
+import inspect
 import threading
 import time
 import traceback
@@ -620,6 +621,9 @@ def interact_figure(make: Callable[..., go.Figure], **controls: Any) -> w.VBox:
         for widget in old:
             widget.close()
 
+    # interactive reads the defaults (the controls' first values) from
+    # the signature: give redraw make's.
+    redraw.__signature__ = inspect.signature(make)  # type: ignore[attr-defined]
     ui = None
     ui = w.interactive(redraw, **controls)  # draws the first figure
     box.children = (ui, *box.children[-1:])
