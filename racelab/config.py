@@ -83,6 +83,11 @@ class Config:
         "emulated proactor kinds: a receive that finds data already "
         "buffered completes at once, as WSARecv can",
     )
+    tls: bool = _knob(
+        False,
+        "run the echo over TLS (a self-signed certificate for localhost "
+        "that ships with racelab)",
+    )
     pause_every_ms: float = _knob(
         10.0, "read this long between pauses; 0 never pauses"
     )
@@ -130,7 +135,7 @@ class Config:
         except ValueError:
             raise ConfigError("loop", loops.names_rule(), self.loop) from None
         _check_choice("kernel", self.kernel, KERNELS)
-        for name in ("sync_completion", "server_backpressure"):
+        for name in ("sync_completion", "server_backpressure", "tls"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, "True or False", getattr(self, name))
         _check_int("packets", self.packets, 1)

@@ -261,7 +261,9 @@ class _EchoProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         self.recorder.record(self.side, "eof_received", 0, -1, self.port)
-        return True  # keep the transport open: we close it ourselves
+        # Keep the transport open, we close it ourselves; a TLS transport
+        # closes anyway, and says so if asked to stay open.
+        return not self.config.tls
 
     def pause_writing(self) -> None:
         self.recorder.record(self.side, "pause_writing", 0, -1, self.port)
@@ -296,15 +298,28 @@ class EchoServerProtocol(_EchoProtocol):
         # Read once here, not per chunk on the hot path.
         self._echo = self.config.direction == "both"
         self._backpressure = self.config.server_backpressure
+        # TLS has no half-close, so the client cannot say "that was all"
+        # with EOF: the server ends the session when the payload's last
+        # byte arrives.  A loss that takes the last byte makes a hang.
+        self._ends_at_last_byte = self.config.tls
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self._echo:
             self.transport.write(data)
+        if self._ends_at_last_byte and self.checker.cursor == len(
+            self.payload
+        ):
+            self._ends_at_last_byte = False
+            self.recorder.record(self.side, "end_of_payload", 0, -1,
+                                 self.port)
+            self.transport.close()  # flushes the echo, then close_notify
 
     def eof_received(self) -> bool:
-        super().eof_received()
+        keep_open = super().eof_received()
+        if not keep_open:
+            return False  # TLS: no half-close, the transport closes
         if self._echo:
             # write_eof() sends FIN after the buffered echo has drained.
             self.transport.write_eof()
@@ -369,10 +384,10 @@ class EchoClientProtocol(_EchoProtocol):
         self._can_write.set()
 
     def eof_received(self) -> bool:
-        super().eof_received()
+        keep_open = super().eof_received()
         if not self.finished.done():
             self.finished.set_result(None)
-        return True
+        return keep_open
 
     def connection_lost(self, exc: BaseException | None) -> None:
         super().connection_lost(exc)

@@ -35,11 +35,13 @@ import dataclasses
 import logging
 import random
 import socket
+import ssl
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from racelab import ranges
@@ -266,7 +268,8 @@ def _run_on_fresh_loop(
         recorder=recorder,
         seed=config.seed,
         kernel=config.kernel,
-        locate=payload.locate,
+        # Under TLS the kernel sees ciphertext: nothing to locate.
+        locate=None if config.tls else payload.locate,
         sync_completion=config.sync_completion,
     )
     kind = get_kind(config.loop)
@@ -281,6 +284,18 @@ def _run_on_fresh_loop(
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+
+
+_TLS_DIR = Path(__file__).resolve().parent / "tls"
+
+
+def _tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    # A self-signed certificate for localhost and 127.0.0.1, valid until
+    # 2126, shipped with racelab: trials need TLS, not secrecy.
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(_TLS_DIR / "cert.pem", _TLS_DIR / "key.pem")
+    client = ssl.create_default_context(cafile=str(_TLS_DIR / "cert.pem"))
+    return server, client
 
 
 def _open_socket(loop: asyncio.AbstractEventLoop) -> socket.socket:
@@ -376,6 +391,7 @@ class _Trial:
                 self.payload, self.recorder, self.on_error, config
             )
 
+        server_tls, client_tls = _tls_contexts() if config.tls else (None,) * 2
         listener = _open_socket(loop)
         client_sock = _open_socket(loop)
         made: dict[str, Any] = {}  # what exists so far, to undo on failure
@@ -389,13 +405,16 @@ class _Trial:
             listener.listen(1)
             listener.setblocking(False)
             made["server"] = await loop.create_server(
-                server_factory, sock=listener
+                server_factory, sock=listener, ssl=server_tls
             )
             self._set_sockbufs(client_sock, "client")
             client_sock.setblocking(False)
             await loop.sock_connect(client_sock, listener.getsockname())
             _, made["client"] = await loop.create_connection(
-                client_factory, sock=client_sock
+                client_factory,
+                sock=client_sock,
+                ssl=client_tls,
+                server_hostname="localhost" if client_tls else None,
             )
             return made["server"], made["client"], await server_made
 
@@ -566,6 +585,9 @@ def _explain(
         result.bytes_while_paused += _kernel_bytes_while_paused(
             events, kernel
         )
+    # Under TLS discarded completions carry ciphertext: they cannot be
+    # located in the payload, so lost bytes are not attributed to them.
+    if kernel and not result.config.tls:
         ports = {"up": sides["server"].port, "down": sides["client"].port}
         discarded = _discarded(kernel, ports, payload.data)
         result.discarded = discarded

@@ -313,3 +313,18 @@ def test_data_received_offset_is_the_first_byte_of_a_chunk_over_a_gap():
     assert checker.offset_at(19_999) == 19_999
     assert checker.offset_at(20_000) == 30_000
     assert checker.offset_at(29_999) == 39_999
+
+
+def test_tls_trial_checks_every_byte(loop_kind):
+    """Over TLS the echo ends at the payload's last byte (TLS has no
+    half-close), and every byte is checked as in plain TCP."""
+    config = Config(loop=loop_kind, tls=True, pause_every_ms=1,
+                    pause_for_ms=1, **SMALL)
+
+    result = run_trial(config)
+
+    assert result.outcome in ("clean", "inconclusive"), result.error
+    assert result.streams["up"].complete
+    assert result.streams["down"].complete
+    assert result.streams["down"].received_bytes == config.stream_bytes
+    assert "end_of_payload" in [e.kind for e in result.events]
