@@ -39,7 +39,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from racelab import frames, store, timeline
-from racelab.config import KERNELS, Config, ConfigError
+from racelab.config import KERNELS, PAUSING_SIDES, Config, ConfigError
 from racelab.loops import available_kinds
 from racelab.run import Run, new_run_id, run_trials
 from racelab.stats import loss_rate
@@ -260,6 +260,36 @@ class ControlPanel:
             ),
             "write-low",
         )
+        self.pausing_side = cls(
+            w.Dropdown(
+                options=PAUSING_SIDES,
+                value=config.pausing_side,
+                description="who pauses",
+                style=_STYLE,
+                layout=_WIDE,
+            ),
+            "pausing-side",
+        )
+        self.backpressure = cls(
+            w.Checkbox(
+                value=config.server_backpressure,
+                description="server back-pressure",
+                indent=False,
+            ),
+            "backpressure",
+        )
+        self.sync_completion = cls(
+            w.Checkbox(
+                value=config.sync_completion,
+                description="synchronous completion (IOCP)",
+                indent=False,
+            ),
+            "sync-completion",
+        )
+        self.tls = cls(
+            w.Checkbox(value=config.tls, description="TLS", indent=False),
+            "tls",
+        )
         self.trials_box = cls(
             w.IntText(
                 value=trials, description="trials", style=_STYLE, layout=_WIDE
@@ -328,6 +358,7 @@ class ControlPanel:
                         self.kernel,
                         self.pause_every,
                         self.pause_for,
+                        self.pausing_side,
                         self.packets,
                         self.packet_bytes,
                     ],
@@ -342,8 +373,10 @@ class ControlPanel:
                         self.write_low,
                         self.trials_box,
                         self.seed,
-                    ]
+                    ],
+                    layout=column,
                 ),
+                w.VBox([self.backpressure, self.sync_completion, self.tls]),
             ]
         )
         actions = w.HBox(
@@ -359,8 +392,10 @@ class ControlPanel:
         return self.widget._repr_mimebundle_(**kwargs)
 
     def _loop_changed(self, change: Any = None) -> None:
-        # The kernel choice only exists under the emulated proactor.
-        self.kernel.disabled = not self.loop.value.startswith("emulated-")
+        # The kernel's knobs only exist under the emulated proactor.
+        emulated = self.loop.value.startswith("emulated-")
+        self.kernel.disabled = not emulated
+        self.sync_completion.disabled = not emulated
 
     # -- reading the widgets --------------------------------------------------
 
@@ -375,6 +410,10 @@ class ControlPanel:
             "kernel": self.kernel.value,
             "pause_every_ms": self.pause_every.value,
             "pause_for_ms": self.pause_for.value,
+            "pausing_side": self.pausing_side.value,
+            "server_backpressure": self.backpressure.value,
+            "sync_completion": self.sync_completion.value,
+            "tls": self.tls.value,
             "packets": self.packets.value,
             "packet_bytes": self.packet_bytes.value,
             "write_high_bytes": _optional_int(self.write_high.value),

@@ -192,3 +192,22 @@ def test_interact_figure_redraws_one_figure_widget():
     assert len(view.data[0].x) == 7
     assert len(box.children) == 2
     assert "racelab-figure" in view._dom_classes
+
+
+def test_panel_story_knobs_reach_the_config(panel):
+    """Who pauses, server back-pressure, synchronous completion and TLS
+    set the config fields of the same names."""
+    panel.loop.value = "emulated-proactor-2018"
+    panel.pausing_side.value = "server"
+    panel.backpressure.value = False
+    panel.sync_completion.value = True
+    panel.tls.value = True
+
+    config = panel.config()
+
+    assert config.pausing_side == "server"
+    assert config.server_backpressure is False
+    assert config.sync_completion is True
+    assert config.tls is True
+    panel.loop.value = "selector"
+    assert panel.sync_completion.disabled
