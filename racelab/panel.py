@@ -373,18 +373,21 @@ class ControlPanel:
                         self.write_low,
                         self.trials_box,
                         self.seed,
-                    ],
-                    layout=column,
+                    ]
                 ),
-                w.VBox([self.backpressure, self.sync_completion, self.tls]),
             ]
+        )
+        switches = w.HBox(
+            [self.backpressure, self.sync_completion, self.tls],
+            layout=w.Layout(grid_gap="24px", margin="4px 0 4px 12px"),
         )
         actions = w.HBox(
             [self.run_button, self.stop_button, self.progress, self.status],
             layout=w.Layout(align_items="center"),
         )
         self.widget = cls(
-            w.VBox([controls, actions, self.message, self.figure, self.table]),
+            w.VBox([controls, switches, actions, self.message, self.figure,
+                    self.table]),
             "panel",
         )
 
