@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable
 
 try:
@@ -93,6 +92,8 @@ class ReadGate:
         self.delivered_while_paused = 0
 
     def attach(self, transport: asyncio.Transport) -> None:
+        # Paused time is on the loop's clock: virtual on a seeded kernel.
+        self._time = asyncio.get_running_loop().time
         self._transport = transport
         self._sock = transport.get_extra_info("socket")
         self._port = local_port(transport)
@@ -113,7 +114,7 @@ class ReadGate:
         if len(self._reasons) > 1:
             return
         self.pauses += 1
-        self._paused_at = time.perf_counter()
+        self._paused_at = self._time()
         self._queued_at_pause = queued = queued_bytes(self._sock)
         self._recorder.record(
             self.side, "pause_reading", queued, -1, self._port,
@@ -128,7 +129,7 @@ class ReadGate:
         self._reasons.discard(reason)
         if self._reasons:
             return
-        self.paused_s += time.perf_counter() - self._paused_at
+        self.paused_s += self._time() - self._paused_at
         queued = queued_bytes(self._sock)
         self.bytes_while_paused += max(0, queued - self._queued_at_pause)
         self._recorder.record(
@@ -141,7 +142,7 @@ class ReadGate:
     def close(self) -> None:
         """Stop counting: the transport is gone."""
         if self._reasons:
-            self.paused_s += time.perf_counter() - self._paused_at
+            self.paused_s += self._time() - self._paused_at
         self._reasons.clear()
         self._transport = None
 

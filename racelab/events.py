@@ -30,7 +30,8 @@ class Event(NamedTuple):
     """
 
     t_ns: int
-    """``time.monotonic_ns()`` when the event was recorded."""
+    """When the event was recorded: ``time.monotonic_ns()``, or the loop's
+    virtual clock on a simulated network (see :attr:`Recorder.clock`)."""
     side: str
     """One of :data:`SIDES`."""
     kind: str
@@ -60,6 +61,9 @@ class Recorder:
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
+        #: Nanoseconds now.  A loop on virtual time sets its own clock
+        #: here, so that a timeline shows the time the loop lived in.
+        self.clock = time.monotonic_ns
         # Plain tuples in Event's field order: building a NamedTuple costs
         # a Python-level call per event, a plain tuple does not.  They
         # become Events when :attr:`events` is read.
@@ -92,10 +96,11 @@ class Recorder:
         offset: int = -1,
         port: int = 0,
         detail: str = "",
-        _now=time.monotonic_ns,
     ) -> None:
-        """Append one event stamped with the current monotonic time."""
-        self._append((_now(), side, kind, nbytes, offset, port, detail))
+        """Append one event stamped with :attr:`clock`."""
+        self._append(
+            (self.clock(), side, kind, nbytes, offset, port, detail)
+        )
 
     def _discard(self, *args: object, **kwargs: object) -> None:
         pass

@@ -107,7 +107,8 @@ class TrialResult:
     scheduled_pauses: int
     """The pauses the schedule made (the rest were back-pressure)."""
     paused_s: float
-    """Wall time reading spent paused, summed over sides."""
+    """Time reading spent paused, summed over sides, on the loop's clock
+    (virtual on a seeded kernel)."""
     bytes_while_paused: int
     """Bytes that reached a side while its reading was paused: growth of
     its socket's receive queue, plus reads its kernel completed into a
@@ -274,10 +275,13 @@ def _run_on_fresh_loop(
     )
     kind = get_kind(config.loop)
     loop = new_loop(config.loop, options)
+    network = kind.network(options)
+    if network == "simulated":
+        # Virtual time: a 10 ms pause lasts 10 ms on the timeline, and a
+        # replayed seed gives the same timestamps too.
+        recorder.clock = lambda: round(loop.time() * 1e9)
     try:
-        trial = _Trial(
-            config, recorder, payload, kind.network(options), server_protocol
-        )
+        trial = _Trial(config, recorder, payload, network, server_protocol)
         return loop.run_until_complete(trial.run())
     finally:
         try:

@@ -284,11 +284,14 @@ def test_read_gate_ignores_pause_on_a_closing_transport():
 
     recorder = Recorder()
     gate = ReadGate("server", recorder)
-    gate.attach(Closing())
 
-    gate.pause("schedule")
-    gate.resume("schedule")
-    gate.close()
+    async def exercise():
+        gate.attach(Closing())  # inside a loop, as connection_made is
+        gate.pause("schedule")
+        gate.resume("schedule")
+        gate.close()
+
+    asyncio.run(exercise())
 
     assert gate.pauses == 0
     assert gate.paused_s == 0.0
