@@ -152,123 +152,92 @@ class ControlPanel:
 
     def _build(self, config: Config, trials: int, kinds: tuple) -> None:
         def cls(widget: w.Widget, name: str) -> w.Widget:
+            # A stable CSS class, for browser tests and user styles.
             widget.add_class(f"racelab-{name}")
             return widget
 
-        self.loop = cls(
-            w.Dropdown(
-                options=kinds,
-                value=config.loop,
-                description="loop kind",
-                style=_STYLE,
-                layout=_WIDE,
-            ),
+        def field(kind: type, name: str, **options: Any) -> w.Widget:
+            # A labelled input, aligned with the others.
+            return cls(kind(style=_STYLE, layout=_WIDE, **options), name)
+
+        self.loop = field(
+            w.Dropdown,
             "loop",
+            options=kinds,
+            value=config.loop,
+            description="loop kind",
         )
-        self.kernel = cls(
-            w.Dropdown(
-                options=KERNELS,
-                value=config.kernel,
-                description="IOCP kernel",
-                style=_STYLE,
-                layout=_WIDE,
-            ),
+        self.kernel = field(
+            w.Dropdown,
             "kernel",
+            options=KERNELS,
+            value=config.kernel,
+            description="IOCP kernel",
         )
-        self.pause_every = cls(
-            w.FloatText(
-                value=config.pause_every_ms,
-                description="pause every (ms)",
-                style=_STYLE,
-                layout=_WIDE,
-            ),
+        self.pause_every = field(
+            w.FloatText,
             "pause-every",
+            value=config.pause_every_ms,
+            description="pause every (ms)",
         )
-        self.pause_for = cls(
-            w.FloatText(
-                value=config.pause_for_ms,
-                description="pause for (ms)",
-                style=_STYLE,
-                layout=_WIDE,
-            ),
+        self.pause_for = field(
+            w.FloatText,
             "pause-for",
+            value=config.pause_for_ms,
+            description="pause for (ms)",
         )
-        self.packets = cls(
-            w.IntText(
-                value=config.packets,
-                description="packets",
-                style=_STYLE,
-                layout=_WIDE,
-            ),
+        self.packets = field(
+            w.IntText,
             "packets",
+            value=config.packets,
+            description="packets",
         )
-        self.packet_bytes = cls(
-            w.IntText(
-                value=config.packet_bytes,
-                description="packet size (bytes)",
-                style=_STYLE,
-                layout=_WIDE,
-            ),
+        self.packet_bytes = field(
+            w.IntText,
             "packet-bytes",
+            value=config.packet_bytes,
+            description="packet size (bytes)",
         )
-        self.sndbuf = cls(
-            w.Dropdown(
-                options=_choices(config.client_sndbuf_bytes),
-                value=config.client_sndbuf_bytes or 0,
-                description="SO_SNDBUF",
-                style=_STYLE,
-                layout=_WIDE,
-            ),
+        self.sndbuf = field(
+            w.Dropdown,
             "sndbuf",
+            options=_choices(config.client_sndbuf_bytes),
+            value=config.client_sndbuf_bytes or 0,
+            description="SO_SNDBUF",
         )
-        self.rcvbuf = cls(
-            w.Dropdown(
-                options=_choices(config.client_rcvbuf_bytes),
-                value=config.client_rcvbuf_bytes or 0,
-                description="SO_RCVBUF",
-                style=_STYLE,
-                layout=_WIDE,
-            ),
+        self.rcvbuf = field(
+            w.Dropdown,
             "rcvbuf",
+            options=_choices(config.client_rcvbuf_bytes),
+            value=config.client_rcvbuf_bytes or 0,
+            description="SO_RCVBUF",
         )
-        self.buffer_sides = cls(
-            w.Dropdown(
-                options=[label for label, _ in _BUFFER_SIDES],
-                description="buffers on",
-                style=_STYLE,
-                layout=_WIDE,
-            ),
+        self.buffer_sides = field(
+            w.Dropdown,
             "buffer-sides",
+            options=[label for label, _ in _BUFFER_SIDES],
+            description="buffers on",
         )
-        self.write_high = cls(
-            w.Text(
-                value=_text(config.write_high_bytes),
-                placeholder="asyncio default",
-                description="write high-water (B)",
-                style=_STYLE,
-                layout=_WIDE,
-            ),
+        self.write_high = field(
+            w.Text,
             "write-high",
+            value=_text(config.write_high_bytes),
+            placeholder="asyncio default",
+            description="write high-water (B)",
         )
-        self.write_low = cls(
-            w.Text(
-                value=_text(config.write_low_bytes),
-                placeholder="asyncio default",
-                description="write low-water (B)",
-                style=_STYLE,
-                layout=_WIDE,
-            ),
+        self.write_low = field(
+            w.Text,
             "write-low",
+            value=_text(config.write_low_bytes),
+            placeholder="asyncio default",
+            description="write low-water (B)",
         )
-        self.pausing_side = cls(
-            w.Dropdown(
-                options=PAUSING_SIDES,
-                value=config.pausing_side,
-                description="who pauses",
-                style=_STYLE,
-                layout=_WIDE,
-            ),
+        self.pausing_side = field(
+            w.Dropdown,
             "pausing-side",
+            options=PAUSING_SIDES,
+            value=config.pausing_side,
+            description="who pauses",
         )
         self.backpressure = cls(
             w.Checkbox(
@@ -290,20 +259,14 @@ class ControlPanel:
             w.Checkbox(value=config.tls, description="TLS", indent=False),
             "tls",
         )
-        self.trials_box = cls(
-            w.IntText(
-                value=trials, description="trials", style=_STYLE, layout=_WIDE
-            ),
-            "trials",
+        self.trials_box = field(
+            w.IntText, "trials", value=trials, description="trials"
         )
-        self.seed = cls(
-            w.IntText(
-                value=config.seed,
-                description="seed (first trial)",
-                style=_STYLE,
-                layout=_WIDE,
-            ),
+        self.seed = field(
+            w.IntText,
             "seed",
+            value=config.seed,
+            description="seed (first trial)",
         )
         self.run_button = cls(
             w.Button(
@@ -386,8 +349,16 @@ class ControlPanel:
             layout=w.Layout(align_items="center"),
         )
         self.widget = cls(
-            w.VBox([controls, switches, actions, self.message, self.figure,
-                    self.table]),
+            w.VBox(
+                [
+                    controls,
+                    switches,
+                    actions,
+                    self.message,
+                    self.figure,
+                    self.table,
+                ]
+            ),
             "panel",
         )
 
