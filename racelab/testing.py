@@ -7,9 +7,34 @@ above the transport, so they work on every loop kind.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from racelab.echo import EchoServerProtocol
 
-__all__ = ["DroppingEchoServer", "StallingEchoServer"]
+__all__ = ["DroppingEchoServer", "StallingEchoServer", "wait_until"]
+
+
+def wait_until(
+    condition: Callable[[], object],
+    timeout_s: float = 60.0,
+    interval_s: float = 0.02,
+    what: str = "condition",
+) -> None:
+    """Poll *condition* until it is true, for at most *timeout_s*.
+
+    For tests that wait on another thread or process: a bounded wait on a
+    condition, never a bare sleep.
+
+    Raises:
+      AssertionError: *condition* was still false after *timeout_s*
+        (naming *what*).
+    """
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s} s")
+        time.sleep(interval_s)
 
 
 class StallingEchoServer(EchoServerProtocol):

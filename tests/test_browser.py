@@ -20,6 +20,7 @@ import pytest
 from racelab import timeline
 from racelab.config import Config
 from racelab.lab import FIRST_NOTEBOOK, lab_command
+from racelab.testing import wait_until
 from racelab.trial import run_trial
 
 pytestmark = pytest.mark.browser
@@ -54,20 +55,6 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_until(condition, timeout_s, what):
-    """Poll *condition* until true; fail naming *what* after the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if condition():
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout_s} s")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -118,11 +105,14 @@ def lab(tmp_path):
                     + (tmp_path / "lab.log").read_text()[-3000:]
                 )
             url = f"{base}/api/status?token={token}"
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                return reply.status == 200
+            try:
+                with urllib.request.urlopen(url, timeout=2) as reply:
+                    return reply.status == 200
+            except OSError:
+                return False  # not listening yet
 
         started = time.monotonic()
-        wait_until(up, 60, "JupyterLab answering")
+        wait_until(up, 60, 0.2, "JupyterLab answering")
         print(f"\nJupyterLab up in {time.monotonic() - started:.1f} s")
         yield base, token, tmp_path
     finally:

@@ -1,13 +1,13 @@
 """The control panel, driven in-process through its own API."""
 
 import asyncio
-import time
 
 import pytest
 
 from racelab import Config, available_kinds, store
 from racelab import panel as panel_module
 from racelab.panel import ControlPanel, interact_figure
+from racelab.testing import wait_until
 
 SMALL = Config(
     loop="emulated-proactor-2018",
@@ -16,15 +16,6 @@ SMALL = Config(
     pause_every_ms=1.0,
     pause_for_ms=1.0,
 )
-
-
-def wait_until(condition, timeout_s=60.0, interval_s=0.02):
-    """Poll *condition* until true; fail after *timeout_s* seconds."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout_s} s")
-        time.sleep(interval_s)
 
 
 def points(panel):

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pandas as pd
 import pytest
@@ -20,6 +19,7 @@ from racelab.sweep import (
     read_sweep_file,
     sweep,
 )
+from racelab.testing import wait_until
 
 # Small trials whose outcome does not depend on timing: a cadence of
 # 0.01 ms pauses before the first echo arrives (clean), and no cadence
@@ -52,15 +52,6 @@ def racelab_process(*args):
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_until(condition, timeout_s=60.0, interval_s=0.02):
-    """Poll *condition* until true; fail after *timeout_s* seconds."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout_s} s")
-        time.sleep(interval_s)
 
 
 def outcomes_by_trial(result):
